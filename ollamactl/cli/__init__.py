@@ -1,0 +1,41 @@
+"""Command line: typer apps, one module per command group; thin (parse, call, render)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from collections.abc import Sequence
+
+from ollamactl.errors import EXIT_INTERRUPTED, OllamactlError
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point: run the app, turn expected failures into one line and an exit code."""
+    import click
+
+    from ollamactl.cli.app import app
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        code = app(args=args, prog_name="ollamactl", standalone_mode=False)
+    except OllamactlError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"ollamactl: error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        print("interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    finally:
+        logging.shutdown()
+    sys.exit(code if isinstance(code, int) else 0)

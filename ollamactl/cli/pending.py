@@ -1,0 +1,47 @@
+"""Commands whose implementation has not landed yet: each says so and exits 2."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import typer
+
+from ollamactl.errors import NotAvailableYet
+
+PENDING: dict[str, str] = {
+    "install": "Install the service (user, unit, models dir) and start it.",
+    "update": "Update the installed service in place.",
+    "uninstall": "Remove exactly what install created.",
+    "doctor": "Check every known pitfall and suggest a fix.",
+    "gpu": "List GPUs and check their compatibility.",
+    "logs": "Show the service's logs.",
+    "serve": "Run the server in the foreground.",
+    "start": "Start the service (or the watchdog where no init system runs).",
+    "stop": "Stop the service, or unload a model: stop MODEL.",
+    "restart": "Restart the service.",
+    "status": "Show the service's state.",
+    "run": "Run a model: one prompt, or an interactive chat.",
+    "ps": "List loaded models.",
+    "list": "List local models.",
+    "show": "Show a model's details.",
+    "pull": "Pull a model from the bundled packages or a registry.",
+    "create": "Create a model from a Modelfile.",
+    "rm": "Remove a model.",
+    "cp": "Copy a model.",
+}
+
+_LOOSE = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def _make(name: str, help_text: str) -> Callable[[typer.Context], None]:
+    def command(ctx: typer.Context) -> None:
+        raise NotAvailableYet(name)
+
+    command.__doc__ = help_text + " (not available yet)"
+    command.__name__ = f"pending_{name}"
+    return command
+
+
+def register(app: typer.Typer) -> None:
+    for name, help_text in PENDING.items():
+        app.command(name, context_settings=_LOOSE, add_help_option=False)(_make(name, help_text))

@@ -1,0 +1,1 @@
+"""Doctor: every known pitfall as a check with a fix."""

