@@ -105,7 +105,7 @@ def read_os_release(root: Path) -> tuple[str, str, str]:
                 include_lsb=False, include_uname=False, include_oslevel=False,
                 os_release_file=str(candidate), distro_release_file=str(root / "etc/nonexistent"),
             )
-            return info.id(), info.version(best=True), info.name(pretty=True)
+            return info.id(), info.version(best=False), info.name(pretty=True)
     return "", "", "Linux"
 
 

@@ -479,7 +479,14 @@ _IDS = "a comma list of indices (0,1), GPU-<uuid> / MIG-<uuid>, or -1 to hide ev
 
 def _s(name: str, kind: str, parse: Callable[[str], Any], accepted: str, doc: str,
        default: str | DefaultFn = "", **kw: Any) -> Setting:
+    if parse is parse_bool:
+        kw.setdefault("lenient_fallback", _garbage_is_true)
     return Setting(name, kind, parse, accepted, doc, default, **kw)
+
+
+def _garbage_is_true(value: str) -> bool:
+    """Ollama's envconfig.Bool: any non-empty value that does not parse counts as true."""
+    return True
 
 
 SETTINGS: dict[str, Setting] = {s.name: s for s in [

@@ -12,7 +12,7 @@ from ollamactl.errors import EXIT_INTERRUPTED, OllamactlError
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: run the app, turn expected failures into one line and an exit code."""
-    import click
+    import typer
 
     from ollamactl.cli.app import app
 
@@ -27,15 +27,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         if exc.hint:
             print(f"hint: {exc.hint}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         print("interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
-    except click.ClickException as exc:
-        exc.show()
+    except typer.TyperException as exc:  # usage errors from argument parsing
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            print(f"ollamactl: error: {exc.message}", file=sys.stderr)
         sys.exit(exc.exit_code)
     finally:
         logging.shutdown()
+    if code == EXIT_INTERRUPTED:  # typer turns KeyboardInterrupt into Exit(130)
+        print("interrupted", file=sys.stderr)
     sys.exit(code if isinstance(code, int) else 0)
