@@ -51,6 +51,7 @@ _SCALARS: dict[int, tuple[str, struct.Struct]] = {
     11: ("int64", struct.Struct("<q")),
     12: ("float64", struct.Struct("<d")),
 }
+TOKENS_KEY = "tokenizer.ggml.tokens"
 _TYPE_STRING = 8
 _TYPE_ARRAY = 9
 _U32 = struct.Struct("<I")
@@ -154,6 +155,9 @@ class GGUFInfo:
     embedding_length: int | None
     chat_template: str | None
     tensor_bytes: int = field(default=0)  # in bytes, all tensors' data
+    bos_token: str | None = None  # text of tokenizer.ggml.bos_token_id
+    eos_token: str | None = None  # text of tokenizer.ggml.eos_token_id
+    add_bos: bool = False  # whether llama.cpp prepends BOS when tokenizing with add_special
 
     def arch_value(self, suffix: str) -> Any:
         """``kv["<architecture>.<suffix>"]`` or None."""
@@ -319,6 +323,7 @@ def _parse(path: Path, data: mmap.mmap | bytes, size: int, *, keep_arrays: bool)
         raise reader.fail(f"tensor count {n_tensors} exceeds the limit of {MAX_TENSOR_COUNT}")
 
     kv: dict[str, Any] = {}
+    tokens_at: int | None = None
     for index in range(n_kv):
         key = reader.string(f"metadata key #{index}", MAX_KEY_LENGTH)
         if not key:
@@ -326,6 +331,8 @@ def _parse(path: Path, data: mmap.mmap | bytes, size: int, *, keep_arrays: bool)
         if key in kv:
             raise reader.fail(f"duplicate metadata key {key!r}")
         value_type = reader.u32(f"type of {key!r}")
+        if key == TOKENS_KEY:
+            tokens_at = reader.pos
         kv[key] = reader.value(value_type, repr(key), keep_arrays=keep_arrays, nested=False)
 
     alignment = kv.get("general.alignment", DEFAULT_ALIGNMENT)
@@ -388,6 +395,10 @@ def _parse(path: Path, data: mmap.mmap | bytes, size: int, *, keep_arrays: bool)
         return value if isinstance(value, int) and not isinstance(value, bool) else None
 
     chat_template = kv.get("tokenizer.chat_template")
+    add_bos = kv.get("tokenizer.ggml.add_bos_token")
+    if not isinstance(add_bos, bool):
+        # llama.cpp's default when the flag is absent: SentencePiece vocabularies add BOS.
+        add_bos = kv.get("tokenizer.ggml.model") == "llama"
     return GGUFInfo(
         path=path,
         version=version,
@@ -404,7 +415,29 @@ def _parse(path: Path, data: mmap.mmap | bytes, size: int, *, keep_arrays: bool)
         embedding_length=arch_int("embedding_length"),
         chat_template=chat_template if isinstance(chat_template, str) else None,
         tensor_bytes=sum(t.size_bytes for t in tensors),
+        bos_token=_token_text(reader, kv, tokens_at, "tokenizer.ggml.bos_token_id"),
+        eos_token=_token_text(reader, kv, tokens_at, "tokenizer.ggml.eos_token_id"),
+        add_bos=add_bos,
     )
+
+
+def _token_text(reader: _Reader, kv: dict[str, Any], tokens_at: int | None,
+                id_key: str) -> str | None:
+    """The vocabulary entry for a special-token id, walking a skipped token array if needed."""
+    token_id = kv.get(id_key)
+    tokens = kv.get(TOKENS_KEY)
+    if not isinstance(token_id, int) or isinstance(token_id, bool) or token_id < 0:
+        return None
+    if isinstance(tokens, list):
+        value = tokens[token_id] if token_id < len(tokens) else None
+        return value if isinstance(value, str) else None
+    if not isinstance(tokens, SkippedArray) or tokens.item_type != "string" \
+            or tokens_at is None or token_id >= tokens.length:
+        return None
+    reader.pos = tokens_at + 4 + 8  # item type + length, already checked on the first pass
+    for _ in range(token_id):
+        reader.string("token", MAX_STRING_LENGTH, keep=False)
+    return reader.string("token", MAX_STRING_LENGTH)
 
 
 def read_metadata(path: str | os.PathLike[str], *, keep_arrays: bool = False) -> GGUFInfo:

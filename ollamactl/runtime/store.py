@@ -180,6 +180,9 @@ class LocalModel:
     layers: list[Layer] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     manifest_path: Path | None = None
+    bos_token: str | None = None  # vocabulary text of the BOS token ("<bos>")
+    eos_token: str | None = None
+    add_bos: bool = False  # llama.cpp prepends BOS itself when tokenizing with add_special
 
     @property
     def model_digest(self) -> str:
@@ -486,6 +489,9 @@ class Store:
             layers=layers,
             config=config,
             manifest_path=path,
+            bos_token=info.bos_token,
+            eos_token=info.eos_token,
+            add_bos=info.add_bos,
         )
 
     def resolve(self, name: str) -> LocalModel:

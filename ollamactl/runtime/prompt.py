@@ -1,0 +1,327 @@
+"""Prompts: chat messages rendered through the model's template into special-token-safe segments.
+
+Template choice, first that applies: the request's ``template`` override, the Modelfile TEMPLATE
+layer (Ollama's Go-template syntax, see :mod:`gotemplate`; a template using ``{%`` is read as
+Jinja), the GGUF's ``tokenizer.chat_template`` (Jinja, rendered in an
+``ImmutableSandboxedEnvironment`` with the helpers Hugging Face templates expect), a built-in
+turn format for the family (Gemma 3), else ``{{ .Prompt }}``.
+
+Message content is user data: it never reaches the tokenizer as template text. Each content
+string is swapped for a random sentinel before rendering and put back afterwards as a segment
+with ``parse_special=False``, so ``<|im_end|>`` typed by a user stays plain text. The same goes
+for ``tojson``/``json`` output (tool definitions, tool-call arguments).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import functools
+import json
+import logging
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ollamactl.errors import ModelError
+from ollamactl.runtime import gotemplate
+
+if TYPE_CHECKING:
+    from ollamactl.runtime.store import LocalModel
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GO_TEMPLATE = "{{ .Prompt }}"
+_FAMILY_TEMPLATES = {"gemma3": "gemma3.gotmpl"}
+_CONTENT_KEYS = ("content", "thinking")
+
+
+class TemplateError(ModelError):
+    """The model's (or the request's) template failed to render, or was refused."""
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A rendered prompt as ``(text, parse_special)`` segments.
+
+    Tokenize each segment with ``special=parse_special`` and concatenate the tokens; add the BOS
+    token only for the first segment (``add_bos=True`` lets llama.cpp decide per the model's
+    ``tokenizer.ggml.add_bos_token``; a BOS written by the template has been removed).
+    """
+
+    segments: tuple[tuple[str, bool], ...]
+
+    @property
+    def text(self) -> str:
+        return "".join(text for text, _ in self.segments)
+
+
+class _Sentinels:
+    """Random placeholders for user data; ``split`` turns rendered text back into segments."""
+
+    def __init__(self) -> None:
+        self.nonce = secrets.token_hex(8)
+        self.values: list[str] = []
+        self.pattern = re.compile("\x02" + self.nonce + r"(\d{1,9})\x03")
+
+    def wrap(self, value: str) -> str:
+        if not value:
+            return value
+        self.values.append(value)
+        return f"\x02{self.nonce}{len(self.values) - 1}\x03"
+
+    def split(self, rendered: str) -> Prompt:
+        segments: list[tuple[str, bool]] = []
+        pos = 0
+        for match in self.pattern.finditer(rendered):
+            segments.append((rendered[pos:match.start()], True))
+            segments.append((self.values[int(match.group(1))], False))
+            pos = match.end()
+        segments.append((rendered[pos:], True))
+        merged: list[tuple[str, bool]] = []
+        for text, special in segments:
+            if not text:
+                continue
+            if special and self.nonce in text:
+                raise TemplateError("the chat template altered message content in a way that "
+                                    "cannot be rendered safely")
+            if merged and merged[-1][1] == special:
+                merged[-1] = (merged[-1][0] + text, special)
+            else:
+                merged.append((text, special))
+        return Prompt(tuple(merged))
+
+
+# ----- Jinja (GGUF tokenizer.chat_template) ----------------------------------------------------
+
+# The render in progress on this thread/task, for the environment-wide tojson filter.
+_CURRENT_SENTINELS: contextvars.ContextVar[_Sentinels | None] = contextvars.ContextVar(
+    "ollamactl_prompt_sentinels", default=None)
+
+
+def _raise_exception(message: str) -> None:
+    raise TemplateError(f"chat template error: {message}")
+
+
+def _strftime_now(fmt: str) -> str:
+    return dt.datetime.now().strftime(fmt)
+
+
+@functools.lru_cache(maxsize=1)
+def _jinja_environment() -> Any:
+    import jinja2.ext
+    from jinja2.exceptions import SecurityError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class _StrictSandbox(ImmutableSandboxedEnvironment):
+        """Reaching for an unsafe attribute fails at once instead of rendering empty."""
+
+        def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
+            raise SecurityError(f"access to attribute {attribute!r} of "
+                                f"{type(obj).__name__!r} object is unsafe")
+
+    env = _StrictSandbox(trim_blocks=True, lstrip_blocks=True,
+                         extensions=[jinja2.ext.loopcontrols])
+    env.globals["raise_exception"] = _raise_exception
+    env.globals["strftime_now"] = _strftime_now
+    env.filters["tojson"] = _tojson
+    return env
+
+
+def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None,
+            separators: tuple[str, str] | None = None, sort_keys: bool = False) -> str:
+    """Hugging Face's ``tojson`` (no HTML escaping); the output is data, so it is wrapped."""
+    text = json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
+                      sort_keys=sort_keys)
+    sentinels = _CURRENT_SENTINELS.get()
+    return sentinels.wrap(text) if sentinels is not None else text
+
+
+@functools.lru_cache(maxsize=16)
+def _compile_jinja(source: str) -> Any:
+    import jinja2
+
+    try:
+        return _jinja_environment().from_string(source)
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"invalid chat template: {exc}") from exc
+
+
+def _render_jinja(source: str, context: dict[str, Any], sentinels: _Sentinels) -> str:
+    import jinja2
+    from jinja2.exceptions import SecurityError
+
+    template = _compile_jinja(source)
+    token = _CURRENT_SENTINELS.set(sentinels)
+    try:
+        return str(template.render(**context))
+    except SecurityError as exc:
+        raise TemplateError(f"chat template refused by the sandbox: {exc}") from exc
+    except TemplateError:
+        raise
+    except (jinja2.TemplateError, TypeError, ValueError, AttributeError, KeyError,
+            IndexError, RecursionError) as exc:
+        raise TemplateError(f"chat template failed: {exc}") from exc
+    finally:
+        _CURRENT_SENTINELS.reset(token)
+
+
+# ----- Go templates (Modelfile TEMPLATE) ---------------------------------------------------------
+
+
+def _render_go(source: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+               sentinels: _Sentinels) -> str:
+    template = gotemplate.parse(source)
+    hook: Callable[[str], str] = sentinels.wrap
+    if template.uses_messages:
+        system = "\n\n".join(m["content"] for m in messages if m.get("role") == "system")
+        values = {"System": system, "Messages": messages, "Tools": tools or [],
+                  "Prompt": "", "Response": "", "Suffix": ""}
+        return template.render(values, json_hook=hook)
+    # Ollama's legacy loop: one execution per (system, prompt, response) turn; the last one is
+    # cut at {{ .Response }} so the model writes the answer.
+    out: list[str] = []
+    system = prompt = response = ""
+    for message in messages:
+        role, content = message.get("role"), message.get("content") or ""
+        if role == "system":
+            if prompt or response:
+                out.append(template.render({"System": system, "Prompt": prompt,
+                                            "Response": response}, json_hook=hook))
+                system = prompt = response = ""
+            system = content
+        elif role == "user":
+            if response:
+                out.append(template.render({"System": system, "Prompt": prompt,
+                                            "Response": response}, json_hook=hook))
+                system = prompt = response = ""
+            prompt = content
+        elif role == "assistant":
+            response = content
+    out.append(template.render({"System": system, "Prompt": prompt, "Response": response},
+                               cut_at_response=True, json_hook=hook))
+    return "".join(out)
+
+
+@functools.lru_cache(maxsize=4)
+def family_template(family: str) -> str | None:
+    """The built-in Go template for a family whose GGUF carries no chat template (Gemma 3)."""
+    name = _FAMILY_TEMPLATES.get(family)
+    if name is None:
+        return None
+    from ollamactl.templating import template_root
+
+    return template_root().joinpath("chat").joinpath(name).read_text(encoding="utf-8")
+
+
+# ----- public API --------------------------------------------------------------------------------
+
+
+def _prepare(messages: list[dict[str, Any]], sentinels: _Sentinels) -> list[dict[str, Any]]:
+    prepared: list[dict[str, Any]] = []
+    for message in messages:
+        if not isinstance(message, dict):
+            raise ModelError("each message must be an object")
+        copy = dict(message)
+        copy["role"] = str(copy.get("role") or "").lower()
+        for key in _CONTENT_KEYS:
+            if key in copy:
+                value = copy[key]
+                copy[key] = sentinels.wrap(value) if isinstance(value, str) else value
+        copy.setdefault("content", "")
+        prepared.append(copy)
+    return prepared
+
+
+def _with_model_messages(model: LocalModel, messages: list[dict[str, Any]],
+                         system: str | None) -> list[dict[str, Any]]:
+    combined = [dict(m) for m in model.messages] + list(messages)
+    if system and not (combined and str(combined[0].get("role", "")).lower() == "system"):
+        combined.insert(0, {"role": "system", "content": system})
+    return combined
+
+
+def _render(model: LocalModel, messages: list[dict[str, Any]], *,
+            tools: list[dict[str, Any]] | None, template_override: str | None) -> Prompt:
+    sentinels = _Sentinels()
+    prepared = _prepare(messages, sentinels)
+    go_source = template_override if template_override is not None else model.template
+    rendered: str | None = None
+    if go_source and "{%" in go_source:
+        rendered = _render_jinja(go_source, _jinja_context(model, prepared, tools), sentinels)
+    elif go_source:
+        try:
+            rendered = _render_go(go_source, prepared, tools, sentinels)
+        except gotemplate.TemplateSyntaxError as exc:
+            if template_override is not None or not model.chat_template:
+                raise TemplateError(str(exc)) from exc
+            log.warning("%s: TEMPLATE not in the supported Go subset (%s); using the GGUF chat "
+                        "template", model.name.display, exc)
+        except gotemplate.TemplateExecError as exc:
+            raise TemplateError(str(exc)) from exc
+    if rendered is None and model.chat_template:
+        rendered = _render_jinja(model.chat_template, _jinja_context(model, prepared, tools),
+                                 sentinels)
+    if rendered is None:
+        fallback = family_template(model.details.family) or DEFAULT_GO_TEMPLATE
+        try:
+            rendered = _render_go(fallback, prepared, tools, sentinels)
+        except (gotemplate.TemplateSyntaxError, gotemplate.TemplateExecError) as exc:
+            raise TemplateError(str(exc)) from exc
+    bos = model.bos_token
+    if bos and model.add_bos and rendered.startswith(bos):
+        rendered = rendered[len(bos):]
+    return sentinels.split(rendered)
+
+
+def _jinja_context(model: LocalModel, messages: list[dict[str, Any]],
+                   tools: list[dict[str, Any]] | None) -> dict[str, Any]:
+    last_role = messages[-1]["role"] if messages else "user"
+    context: dict[str, Any] = {
+        "messages": messages,
+        "add_generation_prompt": last_role != "assistant",
+        "bos_token": model.bos_token or "",
+        "eos_token": model.eos_token or "",
+    }
+    if tools:
+        context["tools"] = tools
+    return context
+
+
+def render_chat(model: LocalModel, messages: list[dict[str, Any]], *,
+                tools: list[dict[str, Any]] | None = None, system_override: str | None = None,
+                template_override: str | None = None) -> Prompt:
+    """Render a chat for ``model``: Modelfile MESSAGEs first, then ``messages``; the Modelfile
+    SYSTEM (or ``system_override``) goes first unless the first message is a system one.
+
+    Raises:
+        TemplateError: the template does not parse, fails, or tries to escape the sandbox.
+    """
+    system = system_override if system_override is not None else model.system
+    combined = _with_model_messages(model, messages, system)
+    return _render(model, combined, tools=tools, template_override=template_override)
+
+
+def render_generate(model: LocalModel, prompt: str, *, system: str | None = None,
+                    template: str | None = None, raw: bool = False,
+                    include_model_messages: bool = True) -> Prompt:
+    """Render /api/generate's ``prompt``: in ``raw`` mode as-is (special tokens parsed, as the
+    caller wrote the whole template); otherwise as one user turn after the system prompt
+    (``system`` or the Modelfile SYSTEM) and, unless a ``context`` was given
+    (``include_model_messages=False``), the Modelfile MESSAGEs.
+
+    Raises:
+        TemplateError: see :func:`render_chat`.
+    """
+    if raw:
+        return Prompt(((prompt, True),) if prompt else ())
+    effective_system = system if system is not None else model.system
+    messages: list[dict[str, Any]] = []
+    if effective_system:
+        messages.append({"role": "system", "content": effective_system})
+    if include_model_messages:
+        messages.extend(dict(m) for m in model.messages)
+    messages.append({"role": "user", "content": prompt})
+    return _render(model, messages, tools=None, template_override=template)
