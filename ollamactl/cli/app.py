@@ -8,6 +8,7 @@ import typer
 
 from ollamactl import __version__
 from ollamactl.cli import env as env_cmds
+from ollamactl.cli import models as model_cmds
 from ollamactl.cli import pending
 from ollamactl.cli.common import GlobalOptions, setup_logging
 
@@ -46,4 +47,5 @@ def _global(
 
 
 app.add_typer(env_cmds.app, name="env")
+model_cmds.register(app)
 pending.register(app)

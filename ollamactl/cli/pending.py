@@ -15,19 +15,9 @@ PENDING: dict[str, str] = {
     "doctor": "Check every known pitfall and suggest a fix.",
     "gpu": "List GPUs and check their compatibility.",
     "logs": "Show the service's logs.",
-    "serve": "Run the server in the foreground.",
     "start": "Start the service (or the watchdog where no init system runs).",
-    "stop": "Stop the service, or unload a model: stop MODEL.",
     "restart": "Restart the service.",
     "status": "Show the service's state.",
-    "run": "Run a model: one prompt, or an interactive chat.",
-    "ps": "List loaded models.",
-    "list": "List local models.",
-    "show": "Show a model's details.",
-    "pull": "Pull a model from the bundled packages or a registry.",
-    "create": "Create a model from a Modelfile.",
-    "rm": "Remove a model.",
-    "cp": "Copy a model.",
 }
 
 _LOOSE = {"allow_extra_args": True, "ignore_unknown_options": True}

@@ -1,0 +1,289 @@
+"""Model commands that talk to a running server: list, ps, show, pull, create, rm, cp, stop MODEL.
+
+Each command is thin: build the request, call :class:`ollamactl.runtime.client.Client`, render
+a table like Ollama's CLI (``NAME ID SIZE PROCESSOR UNTIL`` for ``ps``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from ollamactl.cli.common import JsonOption, emit
+from ollamactl.errors import OllamactlError, UsageError
+from ollamactl.output import Result, table
+
+if TYPE_CHECKING:
+    from ollamactl.runtime.client import Client
+
+FOREVER_AFTER_S = 20 * 365 * 24 * 3600
+
+
+def make_client() -> Client:
+    from ollamactl.runtime.client import Client
+
+    return Client()
+
+
+# -- formatting like Ollama's format package ------------------------------------------------------
+
+def human_bytes(size: int) -> str:
+    """Decimal units, one decimal under 10: ``42 GB``, ``9.5 GB``, ``270 MB``."""
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if size >= scale:
+            value = size / scale
+            return f"{value:.1f} {unit}" if value < 10 else f"{int(value)} {unit}"
+    return f"{size} B"
+
+
+def human_duration(seconds: float) -> str:
+    whole = int(seconds)
+    if whole < 1:
+        return "Less than a second"
+    if whole == 1:
+        return "1 second"
+    if whole < 60:
+        return f"{whole} seconds"
+    minutes = whole // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = round(seconds / 3600)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // (24 * 7)} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // (24 * 30)} months"
+    return f"{hours // (24 * 365)} years"
+
+
+def human_time(moment: datetime, now: float | None = None) -> str:
+    delta = moment.timestamp() - (time.time() if now is None else now)
+    if delta >= 0:
+        return f"{human_duration(delta)} from now"
+    return f"{human_duration(-delta)} ago"
+
+
+def until_text(expires_at: str, now: float | None = None) -> str:
+    moment = datetime.fromisoformat(expires_at)
+    delta = moment.timestamp() - (time.time() if now is None else now)
+    if delta > FOREVER_AFTER_S:
+        return "Forever"
+    if delta <= 0:
+        return "Stopping..."
+    return human_time(moment, now)
+
+
+def processor_text(size: int, size_vram: int) -> str:
+    if size_vram == 0:
+        return "100% CPU"
+    if size_vram == size:
+        return "100% GPU"
+    if size_vram > size or size == 0:
+        return "Unknown"
+    cpu = round((size - size_vram) / size * 100)
+    return f"{cpu}%/{100 - cpu}% CPU/GPU"
+
+
+def ps_lines(models: list[dict[str, Any]], now: float | None = None) -> list[str]:
+    rows = [[m["name"], str(m.get("digest", ""))[:12], human_bytes(int(m.get("size", 0))),
+             processor_text(int(m.get("size", 0)), int(m.get("size_vram", 0))),
+             until_text(m["expires_at"], now)] for m in models]
+    return table(rows, ["NAME", "ID", "SIZE", "PROCESSOR", "UNTIL"], gap=2)
+
+
+# -- commands -------------------------------------------------------------------------------------
+
+def ps(as_json: bool = JsonOption) -> None:
+    """List loaded models (NAME ID SIZE PROCESSOR UNTIL)."""
+    data = make_client().get("/api/ps")
+    emit(Result(data=data, lines=ps_lines(data.get("models") or [])), as_json=as_json)
+
+
+def list_models(as_json: bool = JsonOption) -> None:
+    """List local models."""
+    data = make_client().get("/api/tags")
+    rows = [[m["name"], m["digest"][:12], human_bytes(int(m["size"])),
+             human_time(datetime.fromisoformat(m["modified_at"]))]
+            for m in data.get("models") or []]
+    emit(Result(data=data, lines=table(rows, ["NAME", "ID", "SIZE", "MODIFIED"], gap=4)),
+         as_json=as_json)
+
+
+def show(model: str = typer.Argument(..., help="Model name."),
+         modelfile: bool = typer.Option(False, "--modelfile", help="Show the Modelfile."),
+         parameters: bool = typer.Option(False, "--parameters", help="Show parameters."),
+         template: bool = typer.Option(False, "--template", help="Show the template."),
+         system: bool = typer.Option(False, "--system", help="Show the system message."),
+         license_: bool = typer.Option(False, "--license", help="Show the license."),
+         as_json: bool = JsonOption) -> None:
+    """Show a model's details."""
+    data = make_client().post("/api/show", {"model": model})
+    for flag, key in ((modelfile, "modelfile"), (parameters, "parameters"),
+                      (template, "template"), (system, "system"), (license_, "license")):
+        if flag:
+            emit(Result(data={key: data.get(key, "")}, lines=[str(data.get(key, ""))]),
+                 as_json=as_json)
+            return
+    emit(Result(data=data, lines=show_lines(data)), as_json=as_json)
+
+
+def show_lines(data: dict[str, Any]) -> list[str]:
+    details = data.get("details") or {}
+    info = data.get("model_info") or {}
+    arch = info.get("general.architecture", details.get("family", ""))
+    model_rows = [["architecture", str(arch)],
+                  ["parameters", str(details.get("parameter_size", ""))],
+                  ["context length", str(info.get(f"{arch}.context_length",
+                                                  details.get("context_length", "")))],
+                  ["embedding length", str(info.get(f"{arch}.embedding_length", ""))],
+                  ["quantization", str(details.get("quantization_level", ""))]]
+    lines = ["  Model"] + ["    " + line for line in
+                           table([r for r in model_rows if r[1]], ["", ""], gap=4)[1:]]
+    if data.get("capabilities"):
+        lines += ["", "  Capabilities"] + [f"    {c}" for c in data["capabilities"]]
+    if data.get("parameters"):
+        lines += ["", "  Parameters"] + [f"    {p}" for p in data["parameters"].splitlines()]
+    if data.get("system"):
+        lines += ["", "  System"] + [f"    {s}" for s in data["system"].splitlines()]
+    if data.get("license"):
+        lines += ["", "  License"] + [f"    {s}" for s in data["license"].splitlines()[:2]]
+    return lines
+
+
+def pull(model: str = typer.Argument(..., help="Model name, e.g. smollm2:135m.")) -> None:
+    """Pull a model (bundled models are imported offline)."""
+    client = make_client()
+    progress = _Progress()
+    for item in client.stream("/api/pull", {"model": model}):
+        progress.update(item)
+    progress.close()
+
+
+class _Progress:
+    """One status line per step on stderr; a percentage bar for steps with a total."""
+
+    def __init__(self) -> None:
+        self.status = ""
+        self.tty = sys.stderr.isatty()
+
+    def update(self, item: dict[str, Any]) -> None:
+        status = str(item.get("status", ""))
+        total, completed = item.get("total"), item.get("completed", 0)
+        if total and self.tty:
+            width = 30
+            filled = int(width * completed / total)
+            sys.stderr.write(f"\r{status} {'█' * filled}{' ' * (width - filled)} "
+                             f"{completed * 100 // total:3d}% {human_bytes(int(total))}")
+            self.status = status
+            return
+        if status != self.status:
+            if self.tty and self.status:
+                sys.stderr.write("\n")
+            if not self.tty or not total:
+                sys.stderr.write(f"{status}\n" if not self.tty else status)
+            self.status = status
+
+    def close(self) -> None:
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+def create(model: str = typer.Argument(..., help="Name of the new model."),
+           file: Path = typer.Option(Path("Modelfile"), "--file", "-f",
+                                     help="Modelfile to read.")) -> None:
+    """Create a model from a Modelfile (FROM a GGUF file or an existing model)."""
+    from ollamactl.runtime.modelfile import parse_modelfile
+
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {file}: {(exc.strerror or str(exc)).lower()}") from exc
+    spec = parse_modelfile(text, file.resolve().parent)
+    client = make_client()
+    body: dict[str, Any] = {"model": model, **spec.create_fields()}
+    if spec.from_path is not None:
+        digest = upload_blob(client, spec.from_path)
+        body["files"] = {spec.from_path.name: digest}
+    else:
+        body["from"] = spec.from_model
+    progress = _Progress()
+    for item in client.stream("/api/create", body):
+        progress.update(item)
+    progress.close()
+
+
+def upload_blob(client: Client, path: Path) -> str:
+    """Hash ``path`` and upload it unless the server has it; returns ``sha256:<hex>``."""
+    hasher = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                hasher.update(chunk)
+        digest = f"sha256:{hasher.hexdigest()}"
+        if not client.head_ok(f"/api/blobs/{digest}"):
+            with path.open("rb") as handle:
+                client.upload(f"/api/blobs/{digest}", handle)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {(exc.strerror or str(exc)).lower()}") from exc
+    return digest
+
+
+def rm(models: list[str] = typer.Argument(..., help="Models to remove.")) -> None:
+    """Remove models (unloading them first)."""
+    client = make_client()
+    for name in models:
+        client.post("/api/generate", {"model": name, "keep_alive": 0})
+        client.delete("/api/delete", {"model": name})
+        typer.echo(f"deleted '{name}'")
+
+
+def cp(source: str = typer.Argument(...), destination: str = typer.Argument(...)) -> None:
+    """Copy a model."""
+    make_client().post("/api/copy", {"source": source, "destination": destination})
+    typer.echo(f"copied '{source}' to '{destination}'")
+
+
+def stop(model: str | None = typer.Argument(None, help="Model to unload; none = the service.")
+         ) -> None:
+    """Stop the service, or unload a model: stop MODEL."""
+    if model is None:
+        try:
+            service_cmds = importlib.import_module("ollamactl.cli.service_cmds")
+        except ImportError:
+            raise OllamactlError("`ollamactl stop` without a model (stopping the service) is "
+                                 "not available in this version yet",
+                                 hint="unload a model with `ollamactl stop MODEL`") from None
+        service_cmds.stop_service()
+        return
+    make_client().post("/api/generate", {"model": model, "keep_alive": 0})
+
+
+def register(app: typer.Typer) -> None:
+    """Add the runtime commands (server, models, run) to the root app."""
+    from ollamactl.cli import run as run_cmd
+    from ollamactl.cli import serve as serve_cmd
+
+    app.command("serve")(serve_cmd.serve)
+    app.command("run")(run_cmd.run)
+    app.command("stop")(stop)
+    app.command("ps")(ps)
+    app.command("list")(list_models)
+    app.command("show")(show)
+    app.command("pull")(pull)
+    app.command("create")(create)
+    app.command("rm")(rm)
+    app.command("cp")(cp)

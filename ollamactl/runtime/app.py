@@ -1,0 +1,158 @@
+"""The FastAPI application: lifespan (store + scheduler), request ids, logging, error bodies.
+
+``create_app(config)`` assembles the app from explicit parts: the native routes of
+:mod:`ollama_api`, one ASGI middleware that gives every request an id and logs one line when it
+ends, and handlers that turn expected errors into Ollama's ``{"error": "..."}`` bodies and
+unknown paths into Go's plain ``404 page not found``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import itertools
+import logging
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ollamactl.errors import ModelError
+from ollamactl.runtime.memory import gpu_count
+from ollamactl.runtime.scheduler import Scheduler, SchedulerConfig
+from ollamactl.runtime.store import Store
+from ollamactl.settings import ServerConfig, format_duration
+
+log = logging.getLogger("ollamactl.server")
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+_ids = itertools.count(1)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class ApiError(Exception):
+    """An expected failure with the HTTP status and the ``error`` text to send."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id.get()
+        return True
+
+
+def setup_server_logging(debug: int) -> None:
+    """One line per event on stderr: time, level, request id, logger, message."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(logging.Formatter(
+        "time=%(asctime)s level=%(levelname)s request=%(request_id)s source=%(name)s "
+        "msg=%(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    for noisy in ("uvicorn.access",):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class RequestLog:
+    """ASGI middleware: a request id per HTTP request, one log line when the response ends."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = f"{next(_ids):06d}"
+        token = request_id.set(rid)
+        started = time.perf_counter()
+        status = 0
+
+        async def send_logged(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                message.setdefault("headers", []).append((b"x-request-id", rid.encode()))
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                log.info("%s %s status=%d duration=%.3fs client=%s", scope["method"],
+                         scope["path"], status, time.perf_counter() - started,
+                         (scope.get("client") or ("-",))[0])
+
+        try:
+            await self.app(scope, receive, send_logged)
+        finally:
+            request_id.reset(token)
+
+
+def scheduler_config(config: ServerConfig) -> SchedulerConfig:
+    max_loaded = config.max_loaded_models or 3 * max(1, gpu_count())
+    return SchedulerConfig(max_loaded_models=max_loaded, num_parallel=config.num_parallel,
+                           max_queue=config.max_queue, load_timeout_s=config.load_timeout_s,
+                           default_keep_alive_s=config.keep_alive_s)
+
+
+def create_app(config: ServerConfig, *, scheduler: Scheduler | None = None,
+               store: Store | None = None) -> FastAPI:
+    """The server app; the lifespan owns the scheduler and stops every runner at shutdown."""
+    from ollamactl.runtime import ollama_api
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.config = config
+        app.state.store = store or Store(config.models)
+        app.state.scheduler = scheduler or Scheduler(scheduler_config(config))
+        sched = app.state.scheduler.config
+        log.info("server config host=%s models=%s keep_alive=%s num_parallel=%d "
+                 "max_loaded_models=%d max_queue=%d context_length=%d env=%s",
+                 config.host, config.models, format_duration(config.keep_alive_s),
+                 sched.num_parallel, sched.max_loaded_models, sched.max_queue,
+                 config.context_length, dict(config.environment))
+        try:
+            app.state.store.prune(noprune=config.noprune)
+        except ModelError as exc:
+            log.warning("blob pruning skipped: %s", exc)
+        try:
+            yield
+        finally:
+            await app.state.scheduler.close()
+
+    app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+    app.include_router(ollama_api.router)
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_middleware(RequestLog)
+    return app
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    if exc.status >= 500:
+        log.error("%s %s: %s", request.method, request.url.path, exc.message)
+    return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        return PlainTextResponse("404 page not found", status_code=404)
+    if exc.status_code == 405:
+        return PlainTextResponse("405 method not allowed", status_code=405)
+    return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)

@@ -1,0 +1,77 @@
+"""Memory the scheduler plans with: a model's predicted footprint and what the machine has free.
+
+The prediction comes from the GGUF header alone (weights + KV cache for num_ctx x parallel +
+a compute-buffer allowance), so the server can decide before it spawns a runner. Free memory is
+psutil's ``available`` RAM plus, when NVML works, the free VRAM of the visible NVIDIA GPUs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from ollamactl.runtime.gguf import GGUFInfo
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+# The graph/compute buffers llama.cpp allocates on top of weights and KV: a floor plus the
+# logits of one batch (n_vocab x n_batch floats).
+COMPUTE_FLOOR_BYTES = 32 * MIB
+
+
+@dataclass(frozen=True)
+class MemoryState:
+    """Free memory right now, in bytes."""
+
+    free_ram_bytes: int
+    free_vram_bytes: int = 0
+
+
+def estimate_model_bytes(info: GGUFInfo, *, num_ctx: int, num_parallel: int,
+                         num_batch: int) -> int:
+    """Bytes a runner will hold: weights, f16 KV cache for every slot, compute buffers."""
+    weights = info.tensor_bytes or info.file_size
+    kv = info.kv_cache_bytes(num_ctx * num_parallel)
+    vocab = info.kv.get("tokenizer.ggml.tokens")
+    n_vocab = getattr(vocab, "length", None) or (len(vocab) if isinstance(vocab, list) else 0)
+    compute = COMPUTE_FLOOR_BYTES + int(n_vocab) * num_batch * 4
+    return int(weights + kv + compute)
+
+
+def _nvidia_free_vram() -> list[int]:
+    """Free bytes per visible NVIDIA GPU (``nvidia-smi --query-gpu=memory.free``); [] without a
+    working NVML (no package, no driver, library/driver mismatch)."""
+    try:
+        import pynvml
+    except ImportError:
+        return []
+    try:
+        pynvml.nvmlInit()
+    except Exception as exc:  # NVMLError subclasses: no driver, library missing, mismatch
+        log.debug("NVML unavailable: %s", exc)
+        return []
+    try:
+        return [int(pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(i)).free)
+                for i in range(pynvml.nvmlDeviceGetCount())]
+    except Exception as exc:
+        log.debug("NVML query failed: %s", exc)
+        return []
+    finally:
+        with contextlib.suppress(Exception):
+            pynvml.nvmlShutdown()
+
+
+def gpu_count() -> int:
+    return len(_nvidia_free_vram())
+
+
+def free_vram_bytes() -> int:
+    return sum(_nvidia_free_vram())
+
+
+def probe_memory() -> MemoryState:
+    import psutil
+
+    return MemoryState(int(psutil.virtual_memory().available), free_vram_bytes())

@@ -1,0 +1,575 @@
+"""The native Ollama routes (``/``, ``/api/*``) with Ollama's fields, statuses and error texts.
+
+Handlers parse and check the body, resolve the model in the store, take a slot from the
+scheduler and stream the runner's tokens as NDJSON (or collect them when ``stream`` is false).
+Blocking store work runs in the thread pool; the token path stays on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import PurePosixPath
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from ollamactl import __version__
+from ollamactl.errors import ModelError, OllamactlError
+from ollamactl.runtime import gguf
+from ollamactl.runtime.app import ApiError
+from ollamactl.runtime.memory import estimate_model_bytes
+from ollamactl.runtime.names import InvalidModelName, ModelName
+from ollamactl.runtime.options import InvalidOption, merge_options, validate_options
+from ollamactl.runtime.runner import RunnerConfig
+from ollamactl.runtime.runner_client import Finished, RunnerFailed
+from ollamactl.runtime.scheduler import Lease, ModelRef, ModelTooLarge, QueueFull, Scheduler
+from ollamactl.runtime.schemas import (
+    BadRequest,
+    ChatRequest,
+    CopyRequest,
+    CreateRequest,
+    GenerateRequest,
+    ModelRequest,
+    created_at,
+    local_time,
+    parse_body,
+    parse_keep_alive,
+)
+from ollamactl.runtime.store import (
+    BlobNotFound,
+    DigestMismatch,
+    InvalidDigest,
+    LocalModel,
+    ModelNotFound,
+    Store,
+    validate_digest,
+)
+
+router = APIRouter()
+
+NDJSON = "application/x-ndjson"
+SAMPLING_KEYS = ("num_predict", "temperature", "top_k", "top_p", "min_p", "typical_p",
+                 "repeat_penalty", "repeat_last_n", "presence_penalty", "frequency_penalty",
+                 "seed", "stop", "num_keep")
+
+
+def _line(obj: dict[str, Any]) -> bytes:
+    return (json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def _scheduler(request: Request) -> Scheduler:
+    scheduler: Scheduler = request.app.state.scheduler
+    return scheduler
+
+
+async def _body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        raise ApiError(400, "missing request body")
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise ApiError(400, f"invalid JSON in request body: {exc}") from None
+
+
+def _resolve(store: Store, name: str) -> LocalModel:
+    try:
+        return store.resolve(name)
+    except InvalidModelName:
+        raise ApiError(400, "invalid model name") from None
+    except ModelNotFound:
+        raise ApiError(404, f"model '{name}' not found") from None
+    except ModelError as exc:
+        raise ApiError(500, str(exc)) from None
+
+
+# -- inference ------------------------------------------------------------------------------------
+
+class Inference:
+    """Everything one generate/chat request needs once its body has been checked."""
+
+    def __init__(self, request: Request, request_model: str, model: LocalModel,
+                 options: dict[str, Any], keep_alive_s: float | None) -> None:
+        self.request = request
+        self.request_model = request_model
+        self.model = model
+        self.options = options
+        self.keep_alive_s = keep_alive_s
+        self.started_ns = time.perf_counter_ns()
+        config = request.app.state.config
+        self.runner_config = RunnerConfig(
+            model_path=str(model.model_path), num_ctx=int(options["num_ctx"]),
+            num_parallel=_scheduler(request).config.num_parallel,
+            num_batch=int(options["num_batch"]), num_thread=int(options["num_thread"]),
+            num_gpu=int(options["num_gpu"]),
+            use_mmap=True if options.get("use_mmap") is None else bool(options["use_mmap"]),
+            flash_attention=bool(config.flash_attention))
+
+    def model_ref(self) -> ModelRef:
+        info = gguf.read_metadata(self.model.model_path)
+        estimate = estimate_model_bytes(info, num_ctx=self.runner_config.num_ctx,
+                                        num_parallel=self.runner_config.num_parallel,
+                                        num_batch=self.runner_config.num_batch)
+        return ModelRef(name=self.model.name.display, digest=self.model.manifest_digest,
+                        model_path=self.model.model_path, estimate_bytes=estimate,
+                        details=self.model.details.to_dict())
+
+    async def acquire(self) -> Lease:
+        try:
+            return await _scheduler(self.request).acquire(self.model_ref(), self.runner_config,
+                                                          self.keep_alive_s)
+        except QueueFull as exc:
+            raise ApiError(503, str(exc)) from None
+        except ModelTooLarge as exc:
+            raise ApiError(500, str(exc)) from None
+        except RunnerFailed as exc:
+            raise ApiError(500, str(exc)) from None
+
+    def sampling(self) -> dict[str, Any]:
+        return {key: self.options[key] for key in SAMPLING_KEYS if key in self.options}
+
+    def metrics(self, lease: Lease, done: Finished) -> dict[str, int]:
+        values = {
+            "total_duration": time.perf_counter_ns() - self.started_ns,
+            "load_duration": lease.load_ns,
+            "prompt_eval_count": done.prompt_eval_count,
+            "prompt_eval_duration": done.prompt_eval_ns,
+            "eval_count": done.eval_count,
+            "eval_duration": done.eval_ns,
+        }
+        return {key: value for key, value in values.items() if value}
+
+    async def load_only(self, *, unload: bool, chat: bool) -> Response:
+        """Empty prompt/messages: preload (``load``) or, with keep_alive 0, unload."""
+        if unload:
+            _scheduler(self.request).expire(self.model.model_path)
+        else:
+            lease = await self.acquire()
+            _scheduler(self.request).release(lease)
+        body: dict[str, Any] = {"model": self.request_model, "created_at": created_at()}
+        if chat:
+            body["message"] = {"role": "assistant", "content": ""}
+        else:
+            body["response"] = ""
+        body.update({"done": True, "done_reason": "unload" if unload else "load"})
+        return JSONResponse(body)
+
+    async def run(self, segments: list[tuple[str, bool]], *, stream: bool,
+                  chunk: Callable[[str], dict[str, Any]],
+                  final: Callable[[str, Finished, dict[str, int]], dict[str, Any]],
+                  context: list[int] | None = None, want_context: bool = False) -> Response:
+        """Run one sequence and answer with NDJSON chunks or a single object."""
+        scheduler = _scheduler(self.request)
+        lease = await self.acquire()
+        events = lease.loaded.process.generate(segments, self.sampling(), context=context,
+                                               want_context=want_context)
+        try:
+            first = await anext(events)
+        except RunnerFailed as exc:
+            scheduler.release(lease)
+            raise ApiError(500, str(exc)) from None
+        except BaseException:
+            scheduler.release(lease)
+            await events.aclose()
+            raise
+
+        if not stream:
+            pieces: list[str] = []
+            event = first
+            try:
+                while not isinstance(event, Finished):
+                    pieces.append(event)
+                    event = await anext(events)
+            except RunnerFailed as exc:
+                raise ApiError(500, str(exc)) from None
+            finally:
+                scheduler.release(lease)
+                await events.aclose()
+            return JSONResponse(final("".join(pieces), event, self.metrics(lease, event)))
+
+        async def body() -> AsyncIterator[bytes]:
+            event = first
+            try:
+                while not isinstance(event, Finished):
+                    if event:
+                        yield _line(chunk(event))
+                    event = await anext(events)
+                yield _line(final("", event, self.metrics(lease, event)))
+            except RunnerFailed as exc:
+                yield _line({"error": str(exc)})
+            finally:
+                scheduler.release(lease)
+                await events.aclose()
+
+        return StreamingResponse(body(), media_type=NDJSON)
+
+
+async def _prepare(request: Request, model_name: str, options: Any, keep_alive: Any,
+                   *, chat: bool) -> Inference:
+    try:
+        keep_alive_s = parse_keep_alive(keep_alive)
+    except BadRequest as exc:
+        raise ApiError(400, str(exc)) from None
+    if not model_name:
+        raise ApiError(400, "model is required") if chat else ApiError(404, "model '' not found")
+    model = _resolve(_store(request), model_name)
+    config = request.app.state.config
+    try:
+        merged = merge_options(model.params, options, config.context_length,
+                               max_num_ctx=model.details.context_length)
+    except InvalidOption as exc:
+        raise ApiError(400, str(exc)) from None
+    return Inference(request, model_name, model, merged, keep_alive_s)
+
+
+@router.post("/api/generate")
+async def generate(request: Request) -> Response:
+    try:
+        req = parse_body(GenerateRequest, await _body(request))
+    except BadRequest as exc:
+        raise ApiError(400, str(exc)) from None
+    if req.raw and (req.template or req.system or req.context):
+        raise ApiError(400, "raw mode does not support template, system, or context")
+    inference = await _prepare(request, req.model, req.options, req.keep_alive, chat=False)
+    if not req.prompt and not req.suffix:
+        return await inference.load_only(unload=inference.keep_alive_s == 0, chat=False)
+    from ollamactl.runtime.prompt import render_generate
+
+    try:
+        prompt = render_generate(inference.model, req.prompt, system=req.system,
+                                 template=req.template, raw=req.raw,
+                                 include_model_messages=not req.context)
+    except OllamactlError as exc:
+        raise ApiError(400, str(exc)) from None
+    name = req.model
+
+    def chunk(text: str) -> dict[str, Any]:
+        return {"model": name, "created_at": created_at(), "response": text, "done": False}
+
+    def final(text: str, done: Finished, metrics: dict[str, int]) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": name, "created_at": created_at(), "response": text,
+                                "done": True, "done_reason": done.reason}
+        if done.context is not None:
+            body["context"] = done.context
+        body.update(metrics)
+        return body
+
+    return await inference.run(list(prompt.segments), stream=req.stream is not False,
+                               chunk=chunk, final=final, context=req.context,
+                               want_context=not req.raw)
+
+
+@router.post("/api/chat")
+async def chat(request: Request) -> Response:
+    try:
+        req = parse_body(ChatRequest, await _body(request))
+    except BadRequest as exc:
+        raise ApiError(400, str(exc)) from None
+    inference = await _prepare(request, req.model, req.options, req.keep_alive, chat=True)
+    if not req.messages:
+        return await inference.load_only(unload=inference.keep_alive_s == 0, chat=True)
+    if req.tools and "tools" not in inference.model.capabilities:
+        raise ApiError(400, f"{inference.model.name.display} does not support tools")
+    from ollamactl.runtime.prompt import render_chat
+
+    messages = [m.model_dump(exclude_none=True) | {"role": m.role.lower()} for m in req.messages]
+    try:
+        prompt = render_chat(inference.model, messages, tools=req.tools)
+    except OllamactlError as exc:
+        raise ApiError(400, str(exc)) from None
+    name = req.model
+
+    def chunk(text: str) -> dict[str, Any]:
+        return {"model": name, "created_at": created_at(),
+                "message": {"role": "assistant", "content": text}, "done": False}
+
+    def final(text: str, done: Finished, metrics: dict[str, int]) -> dict[str, Any]:
+        return {"model": name, "created_at": created_at(),
+                "message": {"role": "assistant", "content": text},
+                "done_reason": done.reason, "done": True, **metrics}
+
+    return await inference.run(list(prompt.segments), stream=req.stream is not False,
+                               chunk=chunk, final=final)
+
+
+# -- listing and inspection -----------------------------------------------------------------------
+
+@router.api_route("/", methods=["GET", "HEAD"])
+async def root() -> Response:
+    return PlainTextResponse("Ollama is running")
+
+
+@router.api_route("/api/version", methods=["GET", "HEAD"])
+async def version() -> Response:
+    return JSONResponse({"version": __version__})
+
+
+@router.api_route("/api/tags", methods=["GET", "HEAD"])
+async def tags(request: Request) -> Response:
+    models = await run_in_threadpool(_store(request).list)
+    return JSONResponse({"models": [{
+        "name": m.name.display, "model": m.name.display,
+        "modified_at": m.modified_at.isoformat(), "size": m.size,
+        "digest": m.manifest_digest, "details": m.details.to_dict(),
+        "capabilities": m.capabilities,
+    } for m in models]})
+
+
+@router.get("/api/ps")
+async def ps(request: Request) -> Response:
+    models = []
+    for loaded in _scheduler(request).running():
+        models.append({
+            "name": loaded.ref.name, "model": loaded.ref.name, "size": loaded.size_bytes,
+            "digest": loaded.ref.digest, "details": dict(loaded.ref.details),
+            "expires_at": local_time(loaded.expires_at), "size_vram": loaded.size_vram_bytes,
+            "context_length": loaded.config.num_ctx,
+        })
+    return JSONResponse({"models": models})
+
+
+@router.post("/api/show")
+async def show(request: Request) -> Response:
+    try:
+        req = parse_body(ModelRequest, await _body(request))
+    except BadRequest as exc:
+        raise ApiError(400, str(exc)) from None
+    if not req.target:
+        raise ApiError(400, "model is required")
+    from ollamactl.runtime.modelfile import format_modelfile, format_parameters
+    from ollamactl.runtime.store import model_info_of
+
+    model = await run_in_threadpool(_resolve, _store(request), req.target)
+    model_info = model.model_info
+    if req.verbose:
+        model_info = model_info_of(gguf.read_metadata(model.model_path, keep_arrays=True),
+                                   verbose=True)
+    body: dict[str, Any] = {
+        "license": "\n".join(model.license),
+        "modelfile": format_modelfile(model),
+        "parameters": format_parameters(model.params),
+        "template": model.template or model.chat_template or "",
+        "system": model.system or "",
+        "details": model.details.to_dict(),
+        "messages": model.messages,
+        "model_info": model_info,
+        "capabilities": model.capabilities,
+        "modified_at": model.modified_at.isoformat(),
+    }
+    if req.verbose:
+        body["tensors"] = model.tensors
+    return JSONResponse({k: v for k, v in body.items() if v != "" and v != []} |
+                        {"model_info": model_info, "details": body["details"]})
+
+
+# -- management -----------------------------------------------------------------------------------
+
+@router.post("/api/copy")
+async def copy(request: Request) -> Response:
+    try:
+        req = parse_body(CopyRequest, await _body(request))
+    except BadRequest as exc:
+        raise ApiError(400, str(exc)) from None
+    for label, value in (("source", req.source), ("destination", req.destination)):
+        try:
+            ModelName.parse(value)
+        except InvalidModelName:
+            raise ApiError(400, f'{label} "{value}" is invalid') from None
+    try:
+        await run_in_threadpool(_store(request).copy, req.source, req.destination)
+    except ModelNotFound:
+        raise ApiError(404, f'model "{req.source}" not found') from None
+    except ModelError as exc:
+        raise ApiError(500, str(exc)) from None
+    return Response(status_code=200)
+
+
+@router.delete("/api/delete")
+async def delete(request: Request) -> Response:
+    try:
+        req = parse_body(ModelRequest, await _body(request))
+    except BadRequest as exc:
+        raise ApiError(400, str(exc)) from None
+    store = _store(request)
+    model = await run_in_threadpool(_resolve, store, req.target)
+    _scheduler(request).expire(model.model_path)
+    try:
+        await run_in_threadpool(store.delete, req.target)
+    except ModelNotFound:
+        raise ApiError(404, f"model '{req.target}' not found") from None
+    except ModelError as exc:
+        raise ApiError(500, str(exc)) from None
+    return Response(status_code=200)
+
+
+@router.head("/api/blobs/{digest}")
+async def head_blob(request: Request, digest: str) -> Response:
+    try:
+        exists = _store(request).has_blob(digest)
+    except InvalidDigest:
+        return JSONResponse({"error": "invalid digest format"}, status_code=400)
+    return Response(status_code=200 if exists else 404)
+
+
+@router.post("/api/blobs/{digest}")
+async def post_blob(request: Request, digest: str) -> Response:
+    store = _store(request)
+    try:
+        expected = validate_digest(digest)
+    except InvalidDigest:
+        raise ApiError(400, "invalid digest format") from None
+    if store.has_blob(expected):
+        return Response(status_code=200)
+    loop = asyncio.get_running_loop()
+    chunks = request.stream().__aiter__()
+
+    async def next_chunk() -> bytes | None:
+        try:
+            return await anext(chunks)
+        except StopAsyncIteration:
+            return None
+
+    def pull_chunks() -> Iterator[bytes]:
+        while (chunk := asyncio.run_coroutine_threadsafe(next_chunk(), loop).result()) is not None:
+            yield chunk
+
+    try:
+        await run_in_threadpool(store.write_blob, pull_chunks(), expected)
+    except DigestMismatch as exc:
+        raise ApiError(400, str(exc)) from None
+    except ModelError as exc:
+        raise ApiError(500, str(exc)) from None
+    return Response(status_code=201)
+
+
+def _file_path_ok(name: str) -> bool:
+    path = PurePosixPath(name)
+    return bool(name) and not path.is_absolute() and "\\" not in name and \
+        all(part not in (".", "..") for part in path.parts)
+
+
+@router.post("/api/create")
+async def create(request: Request) -> Response:
+    try:
+        req = parse_body(CreateRequest, await _body(request))
+    except BadRequest as exc:
+        raise ApiError(400, str(exc)) from None
+    store = _store(request)
+    try:
+        ModelName.parse(req.target)
+    except InvalidModelName:
+        raise ApiError(400, "invalid model name") from None
+    if not req.from_ and not req.files:
+        raise ApiError(400, "neither 'from' or 'files' was specified")
+    model_digest = None
+    for filename, digest in (req.files or {}).items():
+        if not _file_path_ok(filename):
+            raise ApiError(400, "file path must be relative")
+        if not digest:
+            raise ApiError(400, "invalid digest format")
+        try:
+            canonical = validate_digest(digest)
+        except InvalidDigest:
+            raise ApiError(400, "invalid digest format") from None
+        if model_digest is None or filename.endswith(".gguf"):
+            model_digest = canonical
+    try:
+        params = validate_options(req.parameters, strict=True)
+    except InvalidOption as exc:
+        raise ApiError(400, str(exc)) from None
+    license_texts = [req.license] if isinstance(req.license, str) else req.license
+    statuses: list[dict[str, Any]] = []
+
+    def progress(status: str, completed: int | None, total: int | None) -> None:
+        statuses.append({"status": status})
+
+    def work() -> LocalModel:
+        return store.create(
+            req.target, model_digest=model_digest, from_model=None if req.files else req.from_,
+            template=req.template, system=req.system, params=params or None,
+            messages=[m.model_dump(exclude_none=True) for m in req.messages]
+            if req.messages else None, license=license_texts, progress=progress)
+
+    try:
+        await run_in_threadpool(work)
+    except (ModelNotFound, BlobNotFound, InvalidModelName) as exc:
+        raise ApiError(404 if isinstance(exc, ModelNotFound) else 400, str(exc)) from None
+    except ModelError as exc:
+        raise ApiError(400, str(exc)) from None
+    if req.stream is False:
+        return JSONResponse({"status": "success"})
+    return StreamingResponse(iter([_line(s) for s in statuses]), media_type=NDJSON)
+
+
+@router.post("/api/pull")
+async def pull(request: Request) -> Response:
+    try:
+        req = parse_body(ModelRequest, await _body(request))
+    except BadRequest as exc:
+        raise ApiError(400, str(exc)) from None
+    try:
+        ModelName.parse(req.target)
+    except InvalidModelName:
+        raise ApiError(400, "invalid model name") from None
+    bundled = importlib.import_module("ollamactl.runtime.bundled")
+    store = _store(request)
+    loop = asyncio.get_running_loop()
+    updates: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    last_sent = [0.0]
+
+    def progress(status: str, completed: int | None, total: int | None) -> None:
+        now = time.monotonic()
+        final_step = completed is None or completed == total
+        if not final_step and now - last_sent[0] < 0.06:
+            return
+        last_sent[0] = now
+        item: dict[str, Any] = {"status": status}
+        if total:
+            item["total"] = total
+        if completed:
+            item["completed"] = completed
+        loop.call_soon_threadsafe(updates.put_nowait, item)
+
+    def work() -> None:
+        try:
+            if not bundled.is_bundled(req.target):
+                raise ModelError("pull model manifest: file does not exist")
+            bundled.import_bundled(store, req.target, progress)
+            loop.call_soon_threadsafe(updates.put_nowait, {"status": "success"})
+        except OllamactlError as exc:
+            loop.call_soon_threadsafe(updates.put_nowait, {"error": str(exc)})
+        finally:
+            loop.call_soon_threadsafe(updates.put_nowait, None)
+
+    updates.put_nowait({"status": "pulling manifest"})
+    task = asyncio.ensure_future(run_in_threadpool(work))
+
+    async def events() -> AsyncIterator[dict[str, Any]]:
+        while (item := await updates.get()) is not None:
+            yield item
+        await task
+
+    if req.stream is False:
+        last: dict[str, Any] = {}
+        async for item in events():
+            last = item
+        if "error" in last:
+            raise ApiError(500, str(last["error"]))
+        return JSONResponse(last)
+
+    async def body() -> AsyncIterator[bytes]:
+        async for item in events():
+            yield _line(item)
+
+    return StreamingResponse(body(), media_type=NDJSON)

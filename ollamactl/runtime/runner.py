@@ -1,0 +1,259 @@
+"""The runner subprocess: holds one llama-cpp-python model and serves sequences over a pipe.
+
+Started by the server as ``python -m ollamactl.runtime.runner '<json config>'``; it is the only
+place llama_cpp is imported, so a crash in native code kills one runner, not the server.
+Requests arrive on stdin and replies leave on a private copy of stdout (fd 1 itself is pointed
+at stderr, so native code that prints cannot corrupt the protocol); see :mod:`ipc` for frames.
+
+Sequences carry their own id and sampling options. This version decodes them one at a time
+in arrival order; the slot bookkeeping (``n_parallel``, per-sequence ``n_ctx``) is already the
+shape continuous batching needs.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from ollamactl.runtime.ipc import HEADER, decode_payload, encode_frame, frame_length
+
+SAMPLING_DEFAULTS: dict[str, Any] = {
+    "num_predict": -1, "temperature": 0.8, "top_k": 40, "top_p": 0.9, "min_p": 0.0,
+    "typical_p": 1.0, "repeat_penalty": 1.0, "repeat_last_n": 64, "presence_penalty": 0.0,
+    "frequency_penalty": 0.0, "seed": -1, "stop": [], "num_keep": 4,
+}
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    """How to load the model: every field here is a runner-level option (a change reloads)."""
+
+    model_path: str
+    num_ctx: int                 # context per sequence
+    num_parallel: int = 1        # sequences served at once; the context holds num_ctx x this
+    num_batch: int = 512
+    num_thread: int = 0          # 0 = physical cores
+    num_gpu: int = -1            # layers on the GPU; -1 = all that the build can offload
+    use_mmap: bool = True
+    flash_attention: bool = False
+
+    def to_argv(self) -> list[str]:
+        return [sys.executable, "-m", "ollamactl.runtime.runner", json.dumps(self.__dict__)]
+
+
+def physical_cores() -> int:
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+class StopMatcher:
+    """Holds back text that could be the start of a stop sequence; reports a full match."""
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self.stops = [s for s in stops if s]
+        self.pending = ""
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        """Text safe to emit now, and whether a stop sequence was hit (text before it only)."""
+        if not self.stops:
+            return text, False
+        self.pending += text
+        for stop in self.stops:
+            at = self.pending.find(stop)
+            if at >= 0:
+                out, self.pending = self.pending[:at], ""
+                return out, True
+        keep = 0
+        for stop in self.stops:
+            for n in range(min(len(stop) - 1, len(self.pending)), 0, -1):
+                if self.pending.endswith(stop[:n]):
+                    keep = max(keep, n)
+                    break
+        cut = len(self.pending) - keep
+        out, self.pending = self.pending[:cut], self.pending[cut:]
+        return out, False
+
+    def flush(self) -> str:
+        out, self.pending = self.pending, ""
+        return out
+
+
+class Runner:
+    """One loaded model and the loop that serves sequences from ``requests``."""
+
+    def __init__(self, config: RunnerConfig, out: BinaryIO) -> None:
+        self.config = config
+        self.out = out
+        self.write_lock = threading.Lock()
+        self.requests: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.cancelled: set[int] = set()
+        self.llm: Any = None
+
+    def send(self, message: dict[str, Any]) -> None:
+        frame = encode_frame(message)
+        with self.write_lock:
+            self.out.write(frame)
+            self.out.flush()
+
+    def load(self) -> None:
+        import llama_cpp
+
+        cfg = self.config
+        started = time.perf_counter_ns()
+        self.llm = llama_cpp.Llama(
+            model_path=cfg.model_path,
+            n_ctx=cfg.num_ctx * cfg.num_parallel,
+            n_batch=cfg.num_batch,
+            n_threads=cfg.num_thread or physical_cores(),
+            n_gpu_layers=cfg.num_gpu,
+            use_mmap=cfg.use_mmap,
+            flash_attn=cfg.flash_attention,
+            verbose=False,
+        )
+        self.send({
+            "t": "ready", "n_ctx": cfg.num_ctx, "n_ctx_train": self.llm._model.n_ctx_train(),
+            "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()) and cfg.num_gpu != 0,
+            "load_ns": time.perf_counter_ns() - started,
+        })
+
+    def read_requests(self, stream: BinaryIO) -> None:
+        """Reader thread: queue sequences, note cancellations; EOF ends the runner."""
+        try:
+            while True:
+                header = stream.read(HEADER.size)
+                if len(header) < HEADER.size:
+                    break
+                payload = stream.read(frame_length(header))
+                message = decode_payload(payload)
+                if message.get("t") == "cancel":
+                    self.cancelled.add(int(message["id"]))
+                elif message.get("t") == "gen":
+                    self.requests.put(message)
+        finally:
+            self.requests.put(None)
+
+    def serve(self) -> None:
+        while (request := self.requests.get()) is not None:
+            seq_id = int(request["id"])
+            if seq_id in self.cancelled:
+                self.cancelled.discard(seq_id)
+                self.send({"t": "done", "id": seq_id, "reason": "cancel"})
+                continue
+            try:
+                self.run_sequence(seq_id, request)
+            except Exception as exc:  # one bad request must not end the runner
+                self.send({"t": "err", "id": seq_id, "msg": f"{type(exc).__name__}: {exc}"})
+            finally:
+                self.cancelled.discard(seq_id)
+
+    def tokenize(self, segments: Sequence[Sequence[Any]], context: Sequence[int]) -> list[int]:
+        """Tokens of the prompt; only template text (parse_special) may yield special tokens."""
+        tokens = list(context)
+        for text, parse_special in segments:
+            if not text:
+                continue
+            tokens += self.llm.tokenize(str(text).encode(), add_bos=not tokens,
+                                        special=bool(parse_special))
+        bos = self.llm.token_bos()
+        while len(tokens) > 1 and tokens[0] == bos and tokens[1] == bos:
+            del tokens[0]
+        if not tokens:
+            tokens = [bos]
+        return tokens
+
+    def fit_context(self, tokens: list[int], num_keep: int) -> list[int]:
+        """Drop prompt tokens after the first ``num_keep`` so that generation has room."""
+        room = self.config.num_ctx - 1
+        if len(tokens) <= room:
+            return tokens
+        keep = max(0, min(num_keep, room // 2))
+        return tokens[:keep] + tokens[len(tokens) - (room - keep):]
+
+    def run_sequence(self, seq_id: int, request: dict[str, Any]) -> None:
+        import llama_cpp
+
+        opts = {**SAMPLING_DEFAULTS, **{k: v for k, v in request.get("options", {}).items()
+                                        if v is not None}}
+        llm = self.llm
+        tokens = self.fit_context(self.tokenize(request["segments"], request.get("context") or []),
+                                  int(opts["num_keep"]))
+        seed = int(opts["seed"])
+        llm.set_seed(seed if seed >= 0 else llama_cpp.LLAMA_DEFAULT_SEED)
+        repeat_last_n = int(opts["repeat_last_n"])
+        llm.last_n_tokens_size = self.config.num_ctx if repeat_last_n < 0 else repeat_last_n
+        num_predict = int(opts["num_predict"])
+        stopper = StopMatcher(opts["stop"] or [])
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        vocab = llm._model.vocab
+        generated: list[int] = []
+        reason = "stop"
+        started = time.perf_counter_ns()
+        first_ns = 0
+        generator = llm.generate(
+            tokens, top_k=int(opts["top_k"]), top_p=float(opts["top_p"]),
+            min_p=float(opts["min_p"]), typical_p=float(opts["typical_p"]),
+            temp=float(opts["temperature"]), repeat_penalty=float(opts["repeat_penalty"]),
+            frequency_penalty=float(opts["frequency_penalty"]),
+            presence_penalty=float(opts["presence_penalty"]),
+        )
+        try:
+            for token in generator:
+                if not first_ns:
+                    first_ns = time.perf_counter_ns()
+                if seq_id in self.cancelled:
+                    reason = "cancel"
+                    break
+                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                    break
+                generated.append(token)
+                text, hit = stopper.feed(decoder.decode(llm.detokenize([token])))
+                self.send({"t": "tok", "id": seq_id, "s": text})
+                if hit:
+                    break
+                if 0 <= num_predict <= len(generated) or \
+                        len(tokens) + len(generated) >= self.config.num_ctx:
+                    reason = "length"
+                    break
+        finally:
+            generator.close()
+        ended = time.perf_counter_ns()
+        tail = stopper.flush() + decoder.decode(b"", final=True) if reason != "cancel" else ""
+        if tail:
+            self.send({"t": "tok", "id": seq_id, "s": tail})
+        self.send({
+            "t": "done", "id": seq_id, "reason": reason,
+            "prompt_n": len(tokens), "prompt_ns": (first_ns or ended) - started,
+            "eval_n": len(generated), "eval_ns": ended - (first_ns or ended),
+            "context": tokens + generated if request.get("want_context") else None,
+        })
+
+
+def main(argv: Sequence[str]) -> int:
+    """Entry point: protocol on a private dup of stdout, stdout itself redirected to stderr."""
+    config = RunnerConfig(**json.loads(argv[0]))
+    out = os.fdopen(os.dup(1), "wb", buffering=0)
+    os.dup2(2, 1)
+    stdin = os.fdopen(os.dup(0), "rb")
+    runner = Runner(config, out)
+    try:
+        runner.load()
+    except Exception as exc:
+        runner.send({"t": "fatal", "msg": f"{type(exc).__name__}: {exc}"})
+        return 1
+    reader = threading.Thread(target=runner.read_requests, args=(stdin,), daemon=True)
+    reader.start()
+    runner.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,221 @@
+"""The server's handle to one runner subprocess: spawn, wait ready, stream sequences, stop.
+
+Everything here runs on the server's event loop and never imports llama_cpp. One reader task
+per runner dispatches frames to the sequence they belong to, so several sequences may be in
+flight on one runner. When the runner dies every in-flight sequence fails with
+:class:`RunnerDied`, whose message says how it ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import signal
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ollamactl.runtime.ipc import HEADER, ProtocolError, decode_payload, encode_frame, frame_length
+from ollamactl.runtime.runner import RunnerConfig
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_S = 5.0
+
+
+class RunnerFailed(Exception):
+    """The runner could not load its model, or answered a sequence with an error."""
+
+
+class RunnerDied(RunnerFailed):
+    """The runner process ended while it was loading or serving."""
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The last event of a sequence: why it stopped, counts and durations (ns)."""
+
+    reason: str
+    prompt_eval_count: int
+    prompt_eval_ns: int
+    eval_count: int
+    eval_ns: int
+    context: list[int] | None
+
+
+@dataclass(frozen=True)
+class ReadyInfo:
+    n_ctx: int
+    n_ctx_train: int
+    gpu_offload: bool
+    load_ns: int
+
+
+def describe_exit(returncode: int | None) -> str:
+    if returncode is None:
+        return "closed its pipe"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return {"SIGKILL": "signal: killed", "SIGSEGV": "signal: segmentation fault",
+                "SIGTERM": "signal: terminated", "SIGABRT": "signal: aborted"}.get(name, name)
+    return f"exit status {returncode}"
+
+
+class RunnerProcess:
+    """A runner subprocess and the sequences in flight on it."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, config: RunnerConfig, *, env: Mapping[str, str] | None = None) -> None:
+        self.config = config
+        self.env = dict(env) if env is not None else None
+        self.proc: asyncio.subprocess.Process | None = None
+        self.ready: asyncio.Future[ReadyInfo] | None = None
+        self.sequences: dict[int, asyncio.Queue[dict[str, Any]]] = {}
+        self.reader: asyncio.Task[None] | None = None
+        self.death: str | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def is_alive(self) -> bool:
+        return self.proc is not None and self.death is None and self.proc.returncode is None
+
+    async def start(self, timeout_s: float) -> ReadyInfo:
+        """Spawn the runner and wait until its model is loaded.
+
+        Raises:
+            RunnerFailed: the model did not load (the runner's own message), or took longer
+                than ``timeout_s``.
+        """
+        loop = asyncio.get_running_loop()
+        self.ready = loop.create_future()
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.config.to_argv(), stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, env=self.env, limit=2**20)
+        log.info("runner started pid=%s model=%s num_ctx=%s parallel=%s", self.proc.pid,
+                 self.config.model_path, self.config.num_ctx, self.config.num_parallel)
+        self.reader = asyncio.create_task(self._read_frames())
+        try:
+            return await asyncio.wait_for(asyncio.shield(self.ready), timeout_s)
+        except TimeoutError:
+            await self.stop()
+            raise RunnerFailed(f"timed out after {timeout_s:g}s waiting for the model to "
+                               "load (OLLAMA_LOAD_TIMEOUT)") from None
+        except RunnerFailed:
+            await self.stop()
+            raise
+
+    async def _read_frames(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        stream = self.proc.stdout
+        try:
+            while True:
+                header = await stream.readexactly(HEADER.size)
+                message = decode_payload(await stream.readexactly(frame_length(header)))
+                kind = message.get("t")
+                if kind == "ready" and self.ready and not self.ready.done():
+                    self.ready.set_result(ReadyInfo(
+                        int(message["n_ctx"]), int(message["n_ctx_train"]),
+                        bool(message["gpu_offload"]), int(message["load_ns"])))
+                elif kind == "fatal" and self.ready and not self.ready.done():
+                    self.ready.set_exception(RunnerFailed(str(message["msg"])))
+                elif (seq := self.sequences.get(int(message.get("id", 0)))) is not None:
+                    seq.put_nowait(message)
+        except (asyncio.IncompleteReadError, ProtocolError, ConnectionError) as exc:
+            log.debug("runner pid=%s stream ended: %s", self.pid, exc)
+        returncode = await self.proc.wait()
+        self.death = f"llama runner process has terminated: {describe_exit(returncode)}"
+        if returncode != 0:
+            log.warning("runner pid=%s %s", self.pid, self.death)
+        if self.ready and not self.ready.done():
+            self.ready.set_exception(RunnerDied(self.death))
+        for seq in self.sequences.values():
+            seq.put_nowait({"t": "died"})
+
+    async def generate(self, segments: Sequence[tuple[str, bool]], options: Mapping[str, Any],
+                       *, context: Sequence[int] | None = None,
+                       want_context: bool = False) -> AsyncGenerator[str | Finished, None]:
+        """Stream one sequence: text pieces (one per sampled token), then a :class:`Finished`.
+
+        Closing the iterator early cancels the sequence in the runner.
+
+        Raises:
+            RunnerDied: the runner ended mid-sequence.
+            RunnerFailed: the runner refused the sequence.
+        """
+        if not self.is_alive:
+            raise RunnerDied(self.death or "runner is not running")
+        seq_id = next(self._ids)
+        events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.sequences[seq_id] = events
+        finished = False
+        try:
+            await self._send({"t": "gen", "id": seq_id, "segments": [list(s) for s in segments],
+                              "context": list(context) if context else None,
+                              "options": dict(options), "want_context": want_context})
+            while True:
+                event = await events.get()
+                kind = event["t"]
+                if kind == "tok":
+                    yield str(event["s"])
+                elif kind == "done":
+                    finished = True
+                    yield Finished(str(event["reason"]), int(event["prompt_n"]),
+                                   int(event["prompt_ns"]), int(event["eval_n"]),
+                                   int(event["eval_ns"]), event.get("context"))
+                    return
+                elif kind == "err":
+                    finished = True
+                    raise RunnerFailed(str(event["msg"]))
+                else:
+                    finished = True
+                    raise RunnerDied(self.death or "llama runner process has terminated")
+        finally:
+            self.sequences.pop(seq_id, None)
+            if not finished:
+                self._send_nowait({"t": "cancel", "id": seq_id})
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        if self.proc is None or self.proc.stdin is None:
+            raise RunnerDied("runner is not running")
+        try:
+            self.proc.stdin.write(encode_frame(message))
+            await self.proc.stdin.drain()
+        except ConnectionError as exc:
+            raise RunnerDied(self.death or f"llama runner process has terminated: {exc}") from exc
+
+    def _send_nowait(self, message: dict[str, Any]) -> None:
+        """Queue a frame without awaiting: usable while the caller is being cancelled."""
+        if self.is_alive and self.proc is not None and self.proc.stdin is not None:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                self.proc.stdin.write(encode_frame(message))
+
+    async def stop(self) -> None:
+        """End the runner: close its stdin, then SIGTERM, then SIGKILL; reap it."""
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.returncode is None:
+            if proc.stdin is not None:
+                proc.stdin.close()
+            for action in (None, proc.terminate, proc.kill):
+                if action is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        action()
+                try:
+                    await asyncio.wait_for(proc.wait(), STOP_GRACE_S / 2 if action else 1.0)
+                    break
+                except TimeoutError:
+                    continue
+        if self.reader is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.reader
+        log.info("runner stopped pid=%s", proc.pid)
