@@ -144,7 +144,7 @@ class _ExprParser:
                 return _Expr("lit", text == "true")
             if text == "nil":
                 return _Expr("lit", None)
-            if text not in _FUNCTIONS:
+            if text not in _FUNCTIONS and text not in _SHORT_CIRCUIT:
                 raise TemplateSyntaxError(f'template: function "{text}" not defined')
             return _Expr("func", text)
         raise TemplateSyntaxError(f"template: unexpected {text!r}")
@@ -349,6 +349,10 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "print": lambda *args: "".join(_to_text(a) for a in args),
     "json": lambda a: json.dumps(a, ensure_ascii=False, separators=(",", ":")),
 }
+
+
+# Evaluated lazily in _eval (Go stops at the first falsy / truthy argument).
+_SHORT_CIRCUIT = ("and", "or")
 
 
 class _Cut(Exception):
