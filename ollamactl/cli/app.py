@@ -9,7 +9,7 @@ import typer
 from ollamactl import __version__
 from ollamactl.cli import env as env_cmds
 from ollamactl.cli import models as model_cmds
-from ollamactl.cli import pending
+from ollamactl.cli import pending, service_cmds
 from ollamactl.cli.common import GlobalOptions, setup_logging
 
 app = typer.Typer(
@@ -48,4 +48,5 @@ def _global(
 
 app.add_typer(env_cmds.app, name="env")
 model_cmds.register(app)
+service_cmds.register(app)
 pending.register(app)

@@ -9,15 +9,8 @@ import typer
 from ollamactl.errors import NotAvailableYet
 
 PENDING: dict[str, str] = {
-    "install": "Install the service (user, unit, models dir) and start it.",
-    "update": "Update the installed service in place.",
-    "uninstall": "Remove exactly what install created.",
     "doctor": "Check every known pitfall and suggest a fix.",
     "gpu": "List GPUs and check their compatibility.",
-    "logs": "Show the service's logs.",
-    "start": "Start the service (or the watchdog where no init system runs).",
-    "restart": "Restart the service.",
-    "status": "Show the service's state.",
 }
 
 _LOOSE = {"allow_extra_args": True, "ignore_unknown_options": True}

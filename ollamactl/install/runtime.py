@@ -1,0 +1,204 @@
+"""Making the runtime (Python, ollamactl, its dependencies, the bundled models) runnable by the
+service user.
+
+The environment that runs this ollamactl is used as it is when the service user can read it and
+the hardened unit can see it (``ProtectHome=yes`` hides /home, /root and /run/user). Otherwise a
+self-contained runtime is built under ``/opt/ollamactl``: a venv on a system interpreter of the
+same Python version, with this environment's packages (hard links where the file system allows,
+so the copy is quick and small) and ollamactl itself as plain files.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+
+from ollamactl.context import Context
+from ollamactl.errors import OllamactlError
+from ollamactl.install.layout import RUNTIME_DIR
+from ollamactl.install.users import Account, blocked_parents, can_access
+from ollamactl.service.systemd import is_under_home
+from ollamactl.system import PlanStep, cmd
+
+_EDITABLE_MARKERS = ("__editable__", "_editable_impl_")
+STAMP = f"{RUNTIME_DIR}/built-from.sha256"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """An interpreter that runs ollamactl: ``python -m ollamactl serve``."""
+
+    python: str        # the interpreter's path on the target system
+    prefix: str        # its environment (sys.prefix)
+    built: bool        # True: the self-contained copy under /opt/ollamactl
+
+    def serve_argv(self) -> list[str]:
+        return [self.python, "-m", "ollamactl", "serve"]
+
+    def version_argv(self) -> list[str]:
+        return [self.python, "-m", "ollamactl", "--version"]
+
+
+def current() -> Runtime:
+    return Runtime(sys.executable, sys.prefix, built=False)
+
+
+def built_runtime() -> Runtime:
+    venv = f"{RUNTIME_DIR}/venv"
+    return Runtime(f"{venv}/bin/python", venv, built=True)
+
+
+def why_unusable(runtime: Runtime, account: Account, *, staged_root: Path | None = None) -> str:
+    """Why ``account`` could not run ``runtime`` under the hardened unit ("" when it can).
+
+    Checks mode bits on the interpreter (resolved), the environment, its site-packages and the
+    ollamactl package; ``staged_root`` maps a built runtime's target paths to the staging tree.
+    """
+    def local(path: str) -> Path:
+        if staged_root is not None and runtime.built:
+            return staged_root / path.lstrip("/")
+        return Path(path)
+
+    interpreter = Path(os.path.realpath(local(runtime.python)))
+    if staged_root is not None and runtime.built and not interpreter.exists():
+        interpreter = Path(os.path.realpath(runtime.python))
+    checks = [(interpreter, os.R_OK | os.X_OK)]
+    package = Path(__file__).resolve().parent.parent
+    if runtime.built:
+        site = local(runtime.prefix) / _relative_purelib()
+        checks += [(local(runtime.prefix), os.R_OK | os.X_OK), (site, os.R_OK | os.X_OK),
+                   (site / "ollamactl", os.R_OK | os.X_OK)]
+    else:
+        checks += [(Path(runtime.prefix), os.R_OK | os.X_OK),
+                   (Path(sysconfig.get_paths()["purelib"]), os.R_OK | os.X_OK),
+                   (package, os.R_OK | os.X_OK)]
+    for path, want in checks:
+        shown = str(path)
+        if not runtime.built and is_under_home(shown):
+            return f"{shown} is under a home directory, which the hardened unit hides"
+        if not path.exists():
+            return f"{shown} does not exist"
+        blocked = blocked_parents(path, account, stop_at=Path("/"))
+        if blocked:
+            return f"{account.name} cannot enter {blocked[0]}"
+        if not can_access(path, account, want=want):
+            return f"{account.name} cannot read {shown}"
+    return ""
+
+
+def verify_as_user(ctx: Context, runtime: Runtime, user: str) -> str:
+    """Run the version check as ``user`` (``runuser -u ollama -- python -m ollamactl
+    --version``); return "" when it works, else what went wrong."""
+    result = ctx.runner.run(cmd("runuser", "-u", user, "--", *runtime.version_argv(),
+                                why=f"check that {user} can run ollamactl", mutates=False,
+                                check=False, timeout_s=60))
+    if result.ok:
+        return ""
+    return (result.stderr or result.stdout).strip().splitlines()[-1:][0] \
+        if (result.stderr or result.stdout).strip() else f"exit status {result.returncode}"
+
+
+def system_interpreter() -> str:
+    """A system Python of this version outside home directories (the venv's base)."""
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    for directory in ("/usr/bin", "/usr/local/bin"):
+        candidate = Path(directory) / version
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    raise OllamactlError(
+        f"no system {version} to build the runtime on (this one lives in {sys.base_prefix}, "
+        "which the service user cannot use)",
+        hint=f"install {version} from the distribution (apt-get install {version}-venv)")
+
+
+def fingerprint() -> str:
+    """What the built runtime is a copy of: the interpreter version, every installed
+    distribution, and ollamactl's own files (names, sizes, mtimes)."""
+    import hashlib
+
+    digest = hashlib.sha256(sys.version.encode())
+    source = Path(sysconfig.get_paths()["purelib"])
+    for entry in sorted(source.iterdir()):
+        digest.update(entry.name.encode())
+    package = Path(__file__).resolve().parent.parent
+    from ollamactl.templating import template_root
+
+    for root in (package, Path(str(template_root()))):
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                st = path.stat()
+                digest.update(f"{path.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+def is_current(ctx: Context) -> bool:
+    """True when the runtime under /opt/ollamactl was built from this very environment."""
+    try:
+        return ctx.path(STAMP).read_text().strip() == fingerprint()
+    except FileNotFoundError:
+        return False
+
+
+def build(ctx: Context) -> Runtime:
+    """Build the self-contained runtime under ``/opt/ollamactl`` (replacing an older build)."""
+    runtime = built_runtime()
+    venv = ctx.path(runtime.prefix)
+    base = system_interpreter()
+    if is_current(ctx):
+        return runtime
+    if venv.exists():
+        ctx.runner.remove(venv, recursive=True, why="replace the previous runtime")
+    ctx.runner.make_dir(ctx.path(RUNTIME_DIR), why="self-contained runtime")
+    ctx.runner.run(cmd(base, "-m", "venv", "--without-pip", str(venv),
+                       why="a venv the service user can run"))
+    source = Path(sysconfig.get_paths()["purelib"])
+    target = venv / _relative_purelib()
+    ctx.runner.plan.append(PlanStep("copy", f"{source}/* -> {target}",
+                                    "ollamactl's dependencies and bundled models"))
+    if ctx.dry_run:
+        return runtime
+    try:
+        for entry in sorted(source.iterdir()):
+            if entry.name.startswith(_EDITABLE_MARKERS) or entry.name in ("ollamactl",
+                                                                          "__pycache__"):
+                continue
+            _link_or_copy(entry, target / entry.name)
+        package = Path(__file__).resolve().parent.parent
+        shutil.copytree(package, target / "ollamactl",
+                        ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+        from ollamactl.templating import template_root
+
+        shutil.copytree(str(template_root()), target / "ollamactl" / "templates",
+                        dirs_exist_ok=True)
+        for path in [venv, *venv.rglob("*")]:
+            if path.is_dir() and not path.is_symlink():
+                path.chmod(0o755)
+    except OSError as exc:
+        raise OllamactlError(f"cannot build the runtime in {venv}: {exc}") from exc
+    ctx.runner.write_file(ctx.path(STAMP), fingerprint() + "\n", backup=False,
+                          why="what the runtime was built from")
+    return runtime
+
+
+def _relative_purelib() -> str:
+    return f"lib/python{sys.version_info.major}.{sys.version_info.minor}/site-packages"
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    def link(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    if source.is_dir() and not source.is_symlink():
+        shutil.copytree(source, target, symlinks=True, copy_function=link,
+                        ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+    elif source.is_symlink():
+        target.symlink_to(os.readlink(source))
+    else:
+        link(str(source), str(target))

@@ -1,0 +1,397 @@
+"""systemd backend: the unit file, the drop-in that holds settings, systemctl, journalctl.
+
+Settings live in ``/etc/systemd/system/ollama.service.d/override.conf``, the very file
+``systemctl edit ollama`` opens, as ``Environment="NAME=VALUE"`` lines. Lines we did not write
+are kept as they are; an assignment to the same name inside a foreign multi-assignment line is
+taken out of that line only (otherwise ``unset`` could not work).
+
+Under a staging root (``--root DIR``) nothing is started: files are written under DIR and
+``systemctl --root DIR enable`` makes the offline symlinks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from ollamactl import templating
+from ollamactl.context import Context
+from ollamactl.errors import UnsupportedPlatform
+from ollamactl.service.base import SERVICE_NAME, LogQuery, LogSource, ServiceManager, ServiceState
+from ollamactl.service.env import EnvStore
+from ollamactl.system import Cmd, cmd
+
+UNIT = f"{SERVICE_NAME}.service"
+UNIT_PATH = f"/etc/systemd/system/{UNIT}"
+DROPIN_DIR = f"/etc/systemd/system/{UNIT}.d"
+DROPIN_PATH = f"{DROPIN_DIR}/override.conf"
+
+#: Device groups (``/proc/devices`` names) the GPU runtimes open; majors of uvm/caps are dynamic,
+#: so the unit names groups, not numbers (nixpkgs ollama module, nix#331069).
+GPU_DEVICE_ALLOW = ("char-nvidiactl rw", "char-nvidia-frontend rw", "char-nvidia-uvm rw",
+                    "char-nvidia-caps rw", "char-drm rw", "char-kfd rw", "char-fb rw")
+WSL_DEVICE_ALLOW = ("/dev/dxg rw",)
+#: ProtectHome=yes hides these; a models dir below them needs ProtectHome=tmpfs + BindPaths=.
+HOME_TREES = ("/home", "/root", "/run/user")
+
+
+@dataclass(frozen=True)
+class UnitSpec:
+    """Everything the unit template needs; rendering is a pure function of it."""
+
+    exec_argv: tuple[str, ...]
+    user: str = "ollama"
+    group: str = "ollama"
+    home: str = "/usr/share/ollama"
+    supplementary_groups: tuple[str, ...] = ()
+    environment: tuple[tuple[str, str], ...] = ()
+    read_write_paths: tuple[str, ...] = ("/usr/share/ollama",)
+    device_allow: tuple[str, ...] = GPU_DEVICE_ALLOW
+
+
+def render_unit(spec: UnitSpec) -> str:
+    return templating.render(
+        "systemd/ollama.service.j2", dropin_path=DROPIN_PATH, exec_argv=spec.exec_argv,
+        user=spec.user, group=spec.group, home=spec.home,
+        supplementary_groups=spec.supplementary_groups, environment=spec.environment,
+        read_write_paths=spec.read_write_paths, device_allow=spec.device_allow)
+
+
+def is_ollamactl_unit(text: str) -> bool:
+    """True for a unit that ollamactl rendered (a real Ollama's unit is never ours)."""
+    return templating.MANAGED_HEADER in text
+
+
+# -- systemd's Environment= syntax -------------------------------------------------------------
+
+def split_words(value: str) -> list[str]:
+    """Split an ``Environment=`` value into assignments: spaces separate, quotes group,
+    backslash escapes, ``%%`` is a literal ``%`` (systemd.exec(5), "Environment=")."""
+    words: list[str] = []
+    current: list[str] = []
+    in_word = False
+    quote = ""
+    i = 0
+    while i < len(value):
+        c = value[i]
+        if quote:
+            if c == "\\" and i + 1 < len(value):
+                i += 1
+                current.append(value[i])
+            elif c == quote:
+                quote = ""
+            else:
+                current.append(c)
+        elif c in "\"'":
+            quote, in_word = c, True
+        elif c.isspace():
+            if in_word:
+                words.append("".join(current))
+                current, in_word = [], False
+        elif c == "\\" and i + 1 < len(value):
+            i += 1
+            current.append(value[i])
+            in_word = True
+        else:
+            current.append(c)
+            in_word = True
+        i += 1
+    if in_word:
+        words.append("".join(current))
+    return [w.replace("%%", "%") for w in words]
+
+
+def format_assignment(name: str, value: str) -> str:
+    return "Environment=" + templating.systemd_quote(f"{name}={value}")
+
+
+@dataclass
+class _Line:
+    text: str
+    section: str
+
+    @property
+    def key_value(self) -> tuple[str, str] | None:
+        stripped = self.text.strip()
+        if not stripped or stripped[0] in "#;[" or "=" not in stripped:
+            return None
+        key, _, value = stripped.partition("=")
+        return key.strip(), value.strip()
+
+
+@dataclass
+class DropIn:
+    """An override.conf as lines, each knowing its section, so edits keep everything else."""
+
+    lines: list[_Line] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, text: str) -> DropIn:
+        section = ""
+        lines = []
+        for raw in text.splitlines():
+            stripped = raw.strip()
+            if stripped.startswith("[") and stripped.endswith("]"):
+                section = stripped[1:-1]
+            lines.append(_Line(raw, section))
+        return cls(lines)
+
+    def render(self) -> str:
+        return "".join(line.text + "\n" for line in self.lines)
+
+    def environment(self) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for line in self.lines:
+            kv = line.key_value
+            if line.section != "Service" or kv is None or kv[0] != "Environment":
+                continue
+            if not kv[1]:
+                env.clear()  # an empty assignment resets the list
+            for word in split_words(kv[1]):
+                name, sep, value = word.partition("=")
+                if sep:
+                    env[name] = value
+        return env
+
+    def values(self, key: str) -> list[str]:
+        return [kv[1] for line in self.lines
+                if line.section == "Service" and (kv := line.key_value) and kv[0] == key]
+
+    def set_env(self, name: str, value: str | None) -> None:
+        """Make ``name`` have ``value`` (None: not set at all)."""
+        index = self._drop_assignments(name)
+        if value is not None:
+            self._insert(format_assignment(name, value), index)
+
+    def add_directive(self, key: str, value: str) -> None:
+        if value not in self.values(key):
+            self._insert(f"{key}={value}", None)
+
+    def remove_directive(self, key: str, value: str) -> None:
+        self.lines = [line for line in self.lines
+                      if not (line.section == "Service" and line.key_value == (key, value))]
+
+    def _drop_assignments(self, name: str) -> int | None:
+        """Remove ``name`` from every Environment= line; the index of the first line removed."""
+        first: int | None = None
+        kept: list[_Line] = []
+        for line in self.lines:
+            kv = line.key_value
+            if line.section == "Service" and kv is not None and kv[0] == "Environment":
+                words = split_words(kv[1])
+                others = [w for w in words if w.partition("=")[0] != name]
+                if len(others) != len(words):
+                    if first is None:
+                        first = len(kept)
+                    if not others:
+                        continue
+                    line = _Line("Environment=" + " ".join(templating.systemd_quote(w)
+                                                           for w in others), line.section)
+            kept.append(line)
+        self.lines = kept
+        return first
+
+    def _insert(self, text: str, index: int | None) -> None:
+        if index is None:
+            service = [i for i, line in enumerate(self.lines) if line.section == "Service"]
+            if not service:
+                self.lines.append(_Line("[Service]", "Service"))
+                index = len(self.lines)
+            else:
+                index = service[-1] + 1
+                while index - 1 > service[0] and not self.lines[index - 1].text.strip():
+                    index -= 1
+        self.lines.insert(index, _Line(text, "Service"))
+
+
+class DropInEnvStore(EnvStore):
+    """The service's settings as ``Environment=`` lines in the drop-in (see module docstring)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.path = ctx.path(DROPIN_PATH)
+        self.location = str(self.path)
+
+    def load(self) -> DropIn:
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            text = templating.render("systemd/override.conf.j2")
+        return DropIn.parse(text)
+
+    def save(self, dropin: DropIn, *, why: str) -> bool:
+        return self.ctx.runner.write_file(self.path, dropin.render(), mode=0o644, why=why)
+
+    def read(self) -> dict[str, str]:
+        return self.load().environment() if self.path.exists() else {}
+
+    def set(self, name: str, value: str) -> bool:
+        return self._edit(lambda d: d.set_env(name, value), f"set {name}")
+
+    def unset(self, name: str) -> bool:
+        if name not in self.read():
+            return False
+        return self._edit(lambda d: d.set_env(name, None), f"unset {name}")
+
+    def grant_path(self, directory: str) -> bool:
+        """Let the hardened unit write ``directory`` (ReadWritePaths=, or BindPaths= below a
+        home tree, which ProtectHome=yes hides)."""
+        def edit(dropin: DropIn) -> None:
+            if is_under_home(directory):
+                dropin.add_directive("ProtectHome", "tmpfs")
+                dropin.add_directive("BindPaths", directory)
+            else:
+                dropin.add_directive("ReadWritePaths", directory)
+        return self._edit(edit, f"let the service write {directory}")
+
+    def revoke_path(self, directory: str) -> bool:
+        def edit(dropin: DropIn) -> None:
+            dropin.remove_directive("ReadWritePaths", directory)
+            dropin.remove_directive("BindPaths", directory)
+            if not any(is_under_home(p) for p in dropin.values("BindPaths")):
+                dropin.remove_directive("ProtectHome", "tmpfs")
+        return self._edit(edit, f"stop granting {directory}")
+
+    def _edit(self, change: Callable[[DropIn], None], why: str) -> bool:
+        dropin = self.load()
+        before = dropin.render()
+        change(dropin)
+        if dropin.render() == before and self.path.exists():
+            return False
+        return self.save(dropin, why=why)
+
+
+def is_under_home(directory: str) -> bool:
+    path = PurePosixPath(directory)
+    return any(path == PurePosixPath(t) or PurePosixPath(t) in path.parents for t in HOME_TREES)
+
+
+# -- journalctl ------------------------------------------------------------------------------
+
+class JournalLogSource(LogSource):
+    """``journalctl -u ollama``; ``follow`` polls with ``--after-cursor`` through the runner."""
+
+    def __init__(self, ctx: Context, *, poll_s: float = 1.0) -> None:
+        self.ctx = ctx
+        self.location = f"journalctl -u {UNIT}"
+        self.poll_s = poll_s
+
+    def command(self, query: LogQuery, cursor: str | None = None) -> Cmd:
+        argv = ["journalctl", "-u", UNIT, "--no-pager", "-o", "short-iso"]
+        if cursor is not None:
+            argv += ["--after-cursor", cursor]
+        else:
+            if query.lines is not None:
+                argv += ["-n", str(query.lines)]
+            if query.since is not None:
+                argv += ["--since", f"@{int(query.since)}"]
+        if query.follow:
+            argv.append("--show-cursor")
+        return cmd(*argv, why="read the service's journal", mutates=False)
+
+    def read(self, query: LogQuery) -> Iterator[str]:
+        cursor: str | None = None
+        while True:
+            result = self.ctx.runner.run(self.command(query, cursor))
+            for line in result.stdout.splitlines():
+                if line.startswith("-- cursor: "):
+                    cursor = line.removeprefix("-- cursor: ").strip()
+                elif line != "-- No entries --":
+                    yield line
+            if not query.follow:
+                return
+            time.sleep(self.poll_s)
+
+
+# -- systemctl -------------------------------------------------------------------------------
+
+_SHOW_PROPERTIES = ("LoadState", "ActiveState", "SubState", "UnitFileState", "MainPID",
+                    "ExecMainStartTimestamp", "FragmentPath", "Result")
+
+
+class SystemdManager(ServiceManager):
+    """The ollama.service unit through systemctl (or offline, under a staging root)."""
+
+    name = "systemd"
+
+    @property
+    def staged(self) -> bool:
+        return self.ctx.root != Path("/")
+
+    def systemctl(self, *args: str, why: str, mutates: bool = True, check: bool = True) -> Cmd:
+        root = (f"--root={self.ctx.root}",) if self.staged else ()
+        return cmd("systemctl", *root, *args, why=why, mutates=mutates, check=check)
+
+    def status(self) -> ServiceState:
+        unit_path = self.ctx.path(UNIT_PATH)
+        if self.staged:
+            enabled = self.ctx.path(f"/etc/systemd/system/default.target.wants/{UNIT}")
+            return ServiceState(self.name, installed=unit_path.exists(), active="unknown",
+                                enabled=enabled.is_symlink(), definition=str(unit_path),
+                                detail=f"staged under {self.ctx.root}; nothing runs there")
+        result = self.ctx.runner.run(self.systemctl(
+            "show", UNIT, "--timestamp=unix", *(f"--property={p}" for p in _SHOW_PROPERTIES),
+            why="read the unit's state", mutates=False, check=False))
+        props = dict(line.partition("=")[::2] for line in result.stdout.splitlines())
+        pid = int(props.get("MainPID") or 0) or None
+        started = props.get("ExecMainStartTimestamp", "")
+        return ServiceState(
+            self.name, installed=props.get("LoadState") == "loaded",
+            active=props.get("ActiveState") or "unknown",
+            enabled=props.get("UnitFileState") == "enabled" if props.get("UnitFileState")
+            else None,
+            pid=pid, started_at=float(started[1:]) if started.startswith("@") else None,
+            definition=props.get("FragmentPath") or str(unit_path),
+            detail=" ".join(v for v in (props.get("SubState"), props.get("Result"))
+                            if v and v != "success"),
+        )
+
+    def _live(self, *args: str, why: str) -> None:
+        if self.staged:
+            raise UnsupportedPlatform(f"the service staged under {self.ctx.root} cannot be "
+                                      f"{args[0]}ed from here")
+        self.ctx.runner.run(self.systemctl(*args, why=why))
+
+    def start(self) -> None:
+        self._live("start", UNIT, why="start the server")
+
+    def stop(self) -> None:
+        self._live("stop", UNIT, why="stop the server and its runners")
+
+    def restart(self) -> None:
+        self._live("restart", UNIT, why="restart with the new settings")
+
+    def try_restart(self) -> None:
+        """Restart only if running (`systemctl try-restart`)."""
+        self._live("try-restart", UNIT, why="apply the new settings if it runs")
+
+    def daemon_reload(self) -> None:
+        if not self.staged:
+            self.ctx.runner.run(self.systemctl("daemon-reload", why="load the changed unit"))
+
+    def is_enabled(self) -> bool:
+        """``systemctl is-enabled ollama.service`` (works offline under --root too)."""
+        result = self.ctx.runner.run(self.systemctl("is-enabled", UNIT, why="enabled already?",
+                                                    mutates=False, check=False))
+        return result.ok and result.stdout.strip() == "enabled"
+
+    def enable(self) -> None:
+        self.ctx.runner.run(self.systemctl("enable", UNIT, why="start at boot"))
+
+    def disable(self) -> None:
+        self.ctx.runner.run(self.systemctl("disable", UNIT, why="no longer start at boot",
+                                           check=False))
+
+    def env_store(self) -> DropInEnvStore:
+        return DropInEnvStore(self.ctx)
+
+    def log_source(self) -> JournalLogSource:
+        return JournalLogSource(self.ctx)
+
+
+def unit_groups(existing: Sequence[str]) -> tuple[str, ...]:
+    """SupplementaryGroups= for the unit: render and video, where the host has them (a group
+    that does not exist makes the unit fail to start)."""
+    return tuple(g for g in ("render", "video") if g in existing)
