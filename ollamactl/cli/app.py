@@ -7,7 +7,9 @@ from pathlib import Path
 import typer
 
 from ollamactl import __version__
+from ollamactl.cli import doctor as doctor_cmd
 from ollamactl.cli import env as env_cmds
+from ollamactl.cli import gpu as gpu_cmds
 from ollamactl.cli import models as model_cmds
 from ollamactl.cli import pending, service_cmds
 from ollamactl.cli.common import GlobalOptions, setup_logging
@@ -47,6 +49,8 @@ def _global(
 
 
 app.add_typer(env_cmds.app, name="env")
+app.add_typer(gpu_cmds.app, name="gpu")
+app.command("doctor")(doctor_cmd.doctor)
 model_cmds.register(app)
 service_cmds.register(app)
 pending.register(app)

@@ -9,8 +9,6 @@ import typer
 from ollamactl.errors import NotAvailableYet
 
 PENDING: dict[str, str] = {
-    "doctor": "Check every known pitfall and suggest a fix.",
-    "gpu": "List GPUs and check their compatibility.",
 }
 
 _LOOSE = {"allow_extra_args": True, "ignore_unknown_options": True}

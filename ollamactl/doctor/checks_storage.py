@@ -1,0 +1,142 @@
+"""Model storage checks: the directory and its permissions, the sandbox, free space, the store."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from pathlib import Path
+
+from ollamactl.doctor.accounts import may, user_ids
+from ollamactl.doctor.finding import Finding, Fix, fail, ok, skip, warn
+from ollamactl.doctor.probe import Probe
+from ollamactl.doctor.registry import check
+
+GIB = 1024**3
+BLOB_NAME = re.compile(r"^sha256-[0-9a-f]{64}(-partial(-\d+)?)?$")
+
+
+@check("models.dir", "Models directory usable by the service user", area="storage")
+def models_dir(p: Probe) -> Finding:
+    """C12: the directory exists, every parent is traversable and it is writable."""
+    target = p.models_dir
+    user = p.service_user
+    if user is None:
+        if not target.exists():
+            return warn(f"{target} does not exist yet", "it is created on the first pull")
+        if os.access(target, os.W_OK | os.X_OK):
+            return ok(f"{target} is writable (server started by hand runs as you)")
+        return fail(f"{target} is not writable by you",
+                    fix=Fix("fix its owner", (("chown", "-R", str(os.getuid()), str(target)),)))
+    ids = user_ids(user)
+    if ids is None:
+        return fail(f"the service user {user!r} does not exist",
+                    fix=Fix("reinstall to create it", (("ollamactl", "install"),)))
+    uid, gids = ids
+    current = Path(target.anchor)
+    for part in target.parts[1:]:
+        current = current / part
+        try:
+            st = current.stat()
+        except FileNotFoundError:
+            parent = current.parent
+            return fail(f"{current} does not exist",
+                        fix=Fix("create it for the service user",
+                                (("install", "-d", "-o", user, "-m", "0755", str(target)),),
+                                safe=may(parent.stat(), 0, set(), 2)))
+        if current != target and not may(st, uid, gids, 1):
+            return fail(f"{user} cannot traverse {current} (mode {stat.filemode(st.st_mode)})",
+                        "the server then fails with `mkdir ...: permission denied`",
+                        Fix("let others traverse it", (("chmod", "o+x", str(current)),)))
+    st = target.stat()
+    if not may(st, uid, gids, 3):
+        return fail(f"{user} cannot write {target}",
+                    fix=Fix("give it to the service user",
+                            (("chown", "-R", f"{user}:", str(target)),), safe=True))
+    return ok(f"{target} is writable by {user}")
+
+
+@check("models.sandbox", "Models directory visible inside the unit's sandbox", area="storage")
+def models_sandbox(p: Probe) -> Finding:
+    """C13: ProtectHome / ProtectSystem / InaccessiblePaths against the models directory."""
+    if p.no_systemd_reason:
+        return skip(p.no_systemd_reason)
+    if not p.unit_installed:
+        return skip("the ollama unit is not installed")
+    models = str(p.models_dir)
+    writable = (p.unit.get("ReadWritePaths", "") + " " + p.unit.get("BindPaths", "")).split()
+    inside_rw = any(models == w or models.startswith(w.rstrip("/") + "/") for w in writable)
+    fix = Fix("add ReadWritePaths=<models dir> in a drop-in (then daemon-reload, restart)")
+    for hidden in p.unit.get("InaccessiblePaths", "").split():
+        if models.startswith(hidden.rstrip("/") + "/") or models == hidden:
+            return fail(f"InaccessiblePaths={hidden} hides {models}", fix=fix)
+    home = p.unit.get("ProtectHome", "no")
+    if home in ("yes", "read-only", "tmpfs") and models.startswith(("/home/", "/root/",
+                                                                     "/run/user/")) \
+            and not inside_rw:
+        return fail(f"ProtectHome={home} hides {models} from the service", fix=fix)
+    system = p.unit.get("ProtectSystem", "no")
+    if system == "strict" and not inside_rw:
+        return fail(f"ProtectSystem=strict makes {models} read-only", fix=fix)
+    if system in ("yes", "full") and models.startswith(("/usr/", "/boot/", "/etc/")) \
+            and not inside_rw:
+        return fail(f"ProtectSystem={system} makes {models} read-only", fix=fix)
+    return ok(f"{models} is writable inside the sandbox")
+
+
+@check("models.disk-space", "Free space for models", area="storage")
+def disk_space(p: Probe) -> Finding:
+    """C14: ``df`` of the models file system."""
+    where = p.models_dir
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    fs = os.statvfs(where)
+    free = fs.f_bavail * fs.f_frsize
+    largest = max((m.size_bytes for m in p.manifests), default=0)
+    text = f"{free / GIB:.1f} GiB free on the file system of {where}"
+    fix = Fix("reclaim space (`ollamactl models gc`) or move OLLAMA_MODELS to a bigger disk")
+    if free < GIB:
+        return fail(text, fix=fix)
+    if largest and free < largest:
+        return warn(text, f"less than the largest model ({largest / GIB:.1f} GiB)", fix)
+    if free < 20 * GIB:
+        return warn(text, "most 7B+ models need 4-40 GiB each", fix)
+    return ok(text)
+
+
+@check("models.store", "Model store consistent", area="storage")
+def store(p: Probe) -> Finding:
+    """C15: partial downloads, blobs no manifest uses, manifests whose blobs are missing."""
+    blobs_dir = p.models_dir / "blobs"
+    if not blobs_dir.is_dir():
+        return skip(f"no model store at {p.models_dir} yet")
+    blobs = {b.name: b for b in blobs_dir.iterdir() if b.is_file()}
+    wanted = {d.replace(":", "-") for m in p.manifests for d in m.digests}
+    missing = sorted({m.name for m in p.manifests
+                      for d in m.digests if d.replace(":", "-") not in blobs})
+    partial = [b for n, b in blobs.items() if "-partial" in n]
+    orphans = [b for n, b in blobs.items() if "-partial" not in n and n not in wanted
+               and BLOB_NAME.match(n)]
+    reclaim = sum(b.stat().st_size for b in (*partial, *orphans))
+    if missing:
+        return fail(f"model(s) with missing blobs: {', '.join(missing)}",
+                    fix=Fix("pull them again, or remove them with `ollamactl rm`"))
+    if partial or orphans:
+        return warn(f"{reclaim / GIB:.2f} GiB reclaimable: {len(partial)} partial download(s), "
+                    f"{len(orphans)} unused blob(s)",
+                    fix=Fix("`ollamactl models gc` with the service stopped"))
+    return ok(f"{len(p.manifests)} model(s), {len(blobs)} blob(s), nothing stray")
+
+
+@check("models.blob-names", "Blob names are digests", area="storage")
+def blob_names(p: Probe) -> Finding:
+    """C16: every file in blobs/ is ``sha256-<64 hex>`` (or a partial download of one)."""
+    blobs_dir = p.models_dir / "blobs"
+    if not blobs_dir.is_dir():
+        return skip(f"no model store at {p.models_dir} yet")
+    stray = sorted(b.name for b in blobs_dir.iterdir() if not BLOB_NAME.match(b.name))
+    if stray:
+        return fail(f"{len(stray)} stray name(s) in blobs/: {', '.join(stray[:5])}",
+                    "names that are not digests come from path-traversal artefacts or manual "
+                    "copies", Fix(f"move them out of {blobs_dir} (quarantine)"))
+    return ok("every blob is named by its digest")
