@@ -8,7 +8,6 @@ Blocking store work runs in the thread pool; the token path stays on the event l
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -23,6 +22,7 @@ from ollamactl import __version__
 from ollamactl.errors import ModelError, OllamactlError
 from ollamactl.runtime import gguf
 from ollamactl.runtime.app import ApiError
+from ollamactl.runtime.grammar import InvalidFormat, check_format, tools_constraint
 from ollamactl.runtime.memory import estimate_model_bytes
 from ollamactl.runtime.names import InvalidModelName, ModelName
 from ollamactl.runtime.options import InvalidOption, merge_options, validate_options
@@ -49,6 +49,14 @@ from ollamactl.runtime.store import (
     ModelNotFound,
     Store,
     validate_digest,
+)
+from ollamactl.runtime.tools import (
+    InvalidTools,
+    ToolCall,
+    ToolCallParser,
+    parse_tool_choice,
+    parse_tools,
+    prepare_messages,
 )
 
 router = APIRouter()
@@ -166,14 +174,16 @@ class Inference:
         return JSONResponse(body)
 
     async def run(self, segments: list[tuple[str, bool]], *, stream: bool,
-                  chunk: Callable[[str], dict[str, Any]],
+                  chunk: Callable[[str], dict[str, Any] | None],
                   final: Callable[[str, Finished, dict[str, int]], dict[str, Any]],
-                  context: list[int] | None = None, want_context: bool = False) -> Response:
-        """Run one sequence and answer with NDJSON chunks or a single object."""
+                  context: list[int] | None = None, want_context: bool = False,
+                  grammar: dict[str, Any] | None = None) -> Response:
+        """Run one sequence and answer with NDJSON chunks or a single object; ``chunk`` may
+        hold a piece back (None), ``grammar`` constrains decoding (see :mod:`grammar`)."""
         scheduler = _scheduler(self.request)
         lease = await self.acquire()
         events = lease.loaded.process.generate(segments, self.sampling(), context=context,
-                                               want_context=want_context)
+                                               want_context=want_context, grammar=grammar)
         try:
             first = await anext(events)
         except RunnerFailed as exc:
@@ -202,8 +212,8 @@ class Inference:
             event = first
             try:
                 while not isinstance(event, Finished):
-                    if event:
-                        yield _line(chunk(event))
+                    if event and (piece := chunk(event)) is not None:
+                        yield _line(piece)
                     event = await anext(events)
                 yield _line(final("", event, self.metrics(lease, event)))
             except RunnerFailed as exc:
@@ -241,6 +251,7 @@ async def generate(request: Request) -> Response:
         raise ApiError(400, str(exc)) from None
     if req.raw and (req.template or req.system or req.context):
         raise ApiError(400, "raw mode does not support template, system, or context")
+    grammar = _format_constraint(req.format)
     inference = await _prepare(request, req.model, req.options, req.keep_alive, chat=False)
     if not req.prompt and not req.suffix:
         return await inference.load_only(unload=inference.keep_alive_s == 0, chat=False)
@@ -267,7 +278,7 @@ async def generate(request: Request) -> Response:
 
     return await inference.run(list(prompt.segments), stream=req.stream is not False,
                                chunk=chunk, final=final, context=req.context,
-                               want_context=not req.raw)
+                               want_context=not req.raw, grammar=grammar)
 
 
 @router.post("/api/chat")
@@ -276,31 +287,68 @@ async def chat(request: Request) -> Response:
         req = parse_body(ChatRequest, await _body(request))
     except BadRequest as exc:
         raise ApiError(400, str(exc)) from None
+    grammar = _format_constraint(req.format)
+    try:
+        tools = parse_tools(req.tools)
+        choice = parse_tool_choice(req.tool_choice, tools)
+    except InvalidTools as exc:
+        raise ApiError(400, str(exc)) from None
     inference = await _prepare(request, req.model, req.options, req.keep_alive, chat=True)
     if not req.messages:
         return await inference.load_only(unload=inference.keep_alive_s == 0, chat=True)
-    if req.tools and "tools" not in inference.model.capabilities:
+    tools = [] if choice.disabled else tools
+    if tools and "completion" not in inference.model.capabilities:
         raise ApiError(400, f"{inference.model.name.display} does not support tools")
     from ollamactl.runtime.prompt import render_chat
 
+    # Templates without `tools` get the generic tool prompt; decoding of a started call is
+    # then constrained by its schema, so every completion model can call tools.
+    native_tools = "tools" in inference.model.capabilities
     messages = [m.model_dump(exclude_none=True) | {"role": m.role.lower()} for m in req.messages]
     try:
-        prompt = render_chat(inference.model, messages, tools=req.tools)
+        messages = prepare_messages(messages, tools, template_has_tools=native_tools)
+        prompt = render_chat(inference.model, messages, tools=[t.to_dict() for t in tools]
+                             if tools and native_tools else None)
+    except InvalidTools as exc:
+        raise ApiError(400, str(exc)) from None
     except OllamactlError as exc:
         raise ApiError(400, str(exc)) from None
+    if tools and grammar is None:
+        grammar = tools_constraint(tools, forced=choice.forced, only=choice.only)
+    parser = ToolCallParser(tools) if tools else None
     name = req.model
 
-    def chunk(text: str) -> dict[str, Any]:
+    def message(content: str, calls: list[ToolCall]) -> dict[str, Any]:
+        body: dict[str, Any] = {"role": "assistant", "content": content}
+        if calls:
+            body["tool_calls"] = [call.to_native() for call in calls]
+        return body
+
+    def chunk(text: str) -> dict[str, Any] | None:
+        content, calls = parser.feed(text) if parser else (text, [])
+        if not content and not calls:
+            return None
         return {"model": name, "created_at": created_at(),
-                "message": {"role": "assistant", "content": text}, "done": False}
+                "message": message(content, calls), "done": False}
 
     def final(text: str, done: Finished, metrics: dict[str, int]) -> dict[str, Any]:
-        return {"model": name, "created_at": created_at(),
-                "message": {"role": "assistant", "content": text},
+        content, calls = text, list[ToolCall]()
+        if parser is not None:
+            content, calls = parser.feed(text)
+            tail, more = parser.finish()
+            content, calls = content + tail, calls + more
+        return {"model": name, "created_at": created_at(), "message": message(content, calls),
                 "done_reason": done.reason, "done": True, **metrics}
 
     return await inference.run(list(prompt.segments), stream=req.stream is not False,
-                               chunk=chunk, final=final)
+                               chunk=chunk, final=final, grammar=grammar)
+
+
+def _format_constraint(value: Any) -> dict[str, Any] | None:
+    try:
+        return check_format(value)
+    except InvalidFormat as exc:
+        raise ApiError(400, str(exc)) from None
 
 
 # -- listing and inspection -----------------------------------------------------------------------
@@ -522,7 +570,8 @@ async def pull(request: Request) -> Response:
         ModelName.parse(req.target)
     except InvalidModelName:
         raise ApiError(400, "invalid model name") from None
-    bundled = importlib.import_module("ollamactl.runtime.bundled")
+    from ollamactl.runtime import bundled
+
     store = _store(request)
     loop = asyncio.get_running_loop()
     updates: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
@@ -544,15 +593,14 @@ async def pull(request: Request) -> Response:
     def work() -> None:
         try:
             if not bundled.is_bundled(req.target):
+                progress("pulling manifest", None, None)
                 raise ModelError("pull model manifest: file does not exist")
-            bundled.import_bundled(store, req.target, progress)
-            loop.call_soon_threadsafe(updates.put_nowait, {"status": "success"})
+            bundled.import_bundled(store, req.target, progress=progress)
         except OllamactlError as exc:
             loop.call_soon_threadsafe(updates.put_nowait, {"error": str(exc)})
         finally:
             loop.call_soon_threadsafe(updates.put_nowait, None)
 
-    updates.put_nowait({"status": "pulling manifest"})
     task = asyncio.ensure_future(run_in_threadpool(work))
 
     async def events() -> AsyncIterator[dict[str, Any]]:

@@ -79,6 +79,7 @@ class RunnerProcess:
         self.sequences: dict[int, asyncio.Queue[dict[str, Any]]] = {}
         self.reader: asyncio.Task[None] | None = None
         self.death: str | None = None
+        self.stopped = False
 
     @property
     def pid(self) -> int | None:
@@ -142,7 +143,8 @@ class RunnerProcess:
 
     async def generate(self, segments: Sequence[tuple[str, bool]], options: Mapping[str, Any],
                        *, context: Sequence[int] | None = None,
-                       want_context: bool = False) -> AsyncGenerator[str | Finished, None]:
+                       want_context: bool = False, grammar: Mapping[str, Any] | None = None
+                       ) -> AsyncGenerator[str | Finished, None]:
         """Stream one sequence: text pieces (one per sampled token), then a :class:`Finished`.
 
         Closing the iterator early cancels the sequence in the runner.
@@ -160,7 +162,8 @@ class RunnerProcess:
         try:
             await self._send({"t": "gen", "id": seq_id, "segments": [list(s) for s in segments],
                               "context": list(context) if context else None,
-                              "options": dict(options), "want_context": want_context})
+                              "options": dict(options), "want_context": want_context,
+                              "grammar": dict(grammar) if grammar else None})
             while True:
                 event = await events.get()
                 kind = event["t"]
@@ -183,6 +186,30 @@ class RunnerProcess:
             if not finished:
                 self._send_nowait({"t": "cancel", "id": seq_id})
 
+    async def embed(self, inputs: Sequence[str], *, truncate: bool) -> dict[str, Any]:
+        """Embed ``inputs`` on an embedding runner: ``{"vectors": [...], "prompt_n": n}``.
+
+        Raises:
+            RunnerDied: the runner ended meanwhile.
+            RunnerFailed: the runner refused the inputs (too long without truncate, ...).
+        """
+        if not self.is_alive:
+            raise RunnerDied(self.death or "runner is not running")
+        seq_id = next(self._ids)
+        events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.sequences[seq_id] = events
+        try:
+            await self._send({"t": "embed", "id": seq_id, "inputs": list(inputs),
+                              "truncate": truncate})
+            event = await events.get()
+        finally:
+            self.sequences.pop(seq_id, None)
+        if event["t"] == "emb":
+            return event
+        if event["t"] == "err":
+            raise RunnerFailed(str(event["msg"]))
+        raise RunnerDied(self.death or "llama runner process has terminated")
+
     async def _send(self, message: dict[str, Any]) -> None:
         if self.proc is None or self.proc.stdin is None:
             raise RunnerDied("runner is not running")
@@ -201,8 +228,9 @@ class RunnerProcess:
     async def stop(self) -> None:
         """End the runner: close its stdin, then SIGTERM, then SIGKILL; reap it."""
         proc = self.proc
-        if proc is None:
+        if proc is None or self.stopped:
             return
+        self.stopped = True
         if proc.returncode is None:
             if proc.stdin is not None:
                 proc.stdin.close()

