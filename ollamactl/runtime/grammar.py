@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,7 +172,7 @@ def _held_back(pending: bytes, *, at_start: bool, triggers: Sequence[bytes]) -> 
 
 
 def constrained_generate(llm: Any, tokens: Sequence[int], spec: Mapping[str, Any] | None,
-                         **sampling: Any) -> Iterator[int]:
+                         **sampling: Any) -> Generator[int, None, None]:
     """``llm.generate`` under a constraint; yields token ids like it (runner process only).
 
     A lazy constraint holds back tokens that might begin a trigger; when a trigger appears,
@@ -193,7 +193,7 @@ def constrained_generate(llm: Any, tokens: Sequence[int], spec: Mapping[str, Any
 
 
 def _lazy_generate(llm: Any, prompt: list[int], lazy: Mapping[str, str],
-                   sampling: Mapping[str, Any]) -> Iterator[int]:
+                   sampling: Mapping[str, Any]) -> Generator[int, None, None]:
     import llama_cpp
     from llama_cpp.llama_grammar import LlamaGrammar
 

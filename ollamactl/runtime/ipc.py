@@ -6,13 +6,16 @@ replies are matched by ``id``, so one runner can serve several sequences at once
 
 Server -> runner:
     {"t": "gen", "id": 7, "segments": [[text, parse_special], ...], "context": [ids] | null,
-     "options": {...per-sequence sampling options...}, "want_context": bool}
+     "options": {...per-sequence sampling options...}, "want_context": bool,
+     "grammar": {...a constraint of grammar.py...} | null}
+    {"t": "embed", "id": 8, "inputs": [text, ...], "truncate": bool}
     {"t": "cancel", "id": 7}
 Runner -> server:
     {"t": "ready", "n_ctx": 4096, "n_ctx_train": 8192, "gpu_offload": false, "load_ns": 123}
     {"t": "tok", "id": 7, "s": "text"}          one per sampled token (text may be "")
     {"t": "done", "id": 7, "reason": "stop", "prompt_n": 9, "prompt_ns": 1, "eval_n": 8,
      "eval_ns": 2, "context": [ids] | null}
+    {"t": "emb", "id": 8, "vectors": [[float, ...]], "prompt_n": 12}
     {"t": "err", "id": 7, "msg": "..."}         one request failed; the runner lives on
     {"t": "fatal", "msg": "..."}                the runner cannot go on (load failure)
 """

@@ -44,6 +44,7 @@ class RunnerConfig:
     num_gpu: int = -1            # layers on the GPU; -1 = all that the build can offload
     use_mmap: bool = True
     flash_attention: bool = False
+    embedding: bool = False      # an embedding context (mean pooling); serves "embed" only
 
     def to_argv(self) -> list[str]:
         return [sys.executable, "-m", "ollamactl.runtime.runner", json.dumps(self.__dict__)]
@@ -117,6 +118,9 @@ class Runner:
             n_gpu_layers=cfg.num_gpu,
             use_mmap=cfg.use_mmap,
             flash_attn=cfg.flash_attention,
+            embedding=cfg.embedding,
+            pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN if cfg.embedding
+            else llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED,
             verbose=False,
         )
         self.send({
@@ -136,7 +140,7 @@ class Runner:
                 message = decode_payload(payload)
                 if message.get("t") == "cancel":
                     self.cancelled.add(int(message["id"]))
-                elif message.get("t") == "gen":
+                elif message.get("t") in ("gen", "embed"):
                     self.requests.put(message)
         finally:
             self.requests.put(None)
@@ -149,7 +153,10 @@ class Runner:
                 self.send({"t": "done", "id": seq_id, "reason": "cancel"})
                 continue
             try:
-                self.run_sequence(seq_id, request)
+                if request.get("t") == "embed":
+                    self.run_embed(seq_id, request)
+                else:
+                    self.run_sequence(seq_id, request)
             except Exception as exc:  # one bad request must not end the runner
                 self.send({"t": "err", "id": seq_id, "msg": f"{type(exc).__name__}: {exc}"})
             finally:
@@ -178,8 +185,17 @@ class Runner:
         keep = max(0, min(num_keep, room // 2))
         return tokens[:keep] + tokens[len(tokens) - (room - keep):]
 
+    def run_embed(self, seq_id: int, request: dict[str, Any]) -> None:
+        from ollamactl.runtime.embeddings import embed_in_runner
+
+        self.send({"t": "emb", "id": seq_id,
+                   **embed_in_runner(self.llm, request["inputs"], num_ctx=self.config.num_ctx,
+                                     truncate=bool(request.get("truncate", True)))})
+
     def run_sequence(self, seq_id: int, request: dict[str, Any]) -> None:
         import llama_cpp
+
+        from ollamactl.runtime.grammar import constrained_generate
 
         opts = {**SAMPLING_DEFAULTS, **{k: v for k, v in request.get("options", {}).items()
                                         if v is not None}}
@@ -198,8 +214,9 @@ class Runner:
         reason = "stop"
         started = time.perf_counter_ns()
         first_ns = 0
-        generator = llm.generate(
-            tokens, top_k=int(opts["top_k"]), top_p=float(opts["top_p"]),
+        generator = constrained_generate(
+            llm, tokens, request.get("grammar"), top_k=int(opts["top_k"]),
+            top_p=float(opts["top_p"]),
             min_p=float(opts["min_p"]), typical_p=float(opts["typical_p"]),
             temp=float(opts["temperature"]), repeat_penalty=float(opts["repeat_penalty"]),
             frequency_penalty=float(opts["frequency_penalty"]),

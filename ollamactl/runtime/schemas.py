@@ -55,7 +55,8 @@ class GenerateRequest(_Request):
 class ChatRequest(_Request):
     model: str = ""
     messages: list[Message] | None = None
-    tools: list[dict[str, Any]] | None = None
+    tools: list[Any] | None = None
+    tool_choice: Any = None      # OpenAI's, also accepted natively: none|auto|required|named
     stream: bool | None = None
     format: Any = None
     options: dict[str, Any] | None = None

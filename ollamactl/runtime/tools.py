@@ -441,3 +441,34 @@ def parse_tool_calls(text: str,
     content, calls = parser.feed(text)
     tail, more = parser.finish()
     return content + tail, calls + more
+
+
+@dataclass(frozen=True)
+class ToolChoice:
+    """OpenAI's ``tool_choice``: ``forced`` for required/named, ``only`` for a named one."""
+
+    forced: bool = False
+    only: str | None = None
+    disabled: bool = False
+
+
+def parse_tool_choice(value: Any, tools: Sequence[Tool]) -> ToolChoice:
+    """``none`` | ``auto`` | ``required`` | ``{"type": "function", "function": {"name"}}``.
+
+    Raises:
+        InvalidTools: another value, or a named function that is not among the tools.
+    """
+    if value is None or value == "auto":
+        return ToolChoice()
+    if value == "none":
+        return ToolChoice(disabled=True)
+    if value == "required":
+        if not tools:
+            raise InvalidTools('tool_choice "required" needs at least one tool')
+        return ToolChoice(forced=True)
+    if isinstance(value, dict) and isinstance(value.get("function"), dict):
+        name = value["function"].get("name")
+        if name not in {t.name for t in tools}:
+            raise InvalidTools(f"tool_choice names the unknown function {name!r}")
+        return ToolChoice(forced=True, only=str(name))
+    raise InvalidTools('tool_choice must be "none", "auto", "required" or a named function')

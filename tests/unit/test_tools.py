@@ -11,9 +11,11 @@ from ollamactl.runtime.tools import (
     InvalidTools,
     Tool,
     ToolCallParser,
+    ToolChoice,
     generic_tool_prompt,
     new_call_id,
     parse_tool_calls,
+    parse_tool_choice,
     parse_tools,
     prepare_messages,
     template_supports_tools,
@@ -184,3 +186,18 @@ def test_streaming_delivers_each_call_whole_and_content_promptly() -> None:
     assert "".join(shown) + tail == "Checking. "
     assert "".join(shown[:4]).startswith("Checking.")
     assert not any("<" in piece for piece in shown)
+
+
+def test_tool_choice_values() -> None:
+    tools = parse_tools([STOCK_TOOL])
+    assert parse_tool_choice(None, tools) == ToolChoice()
+    assert parse_tool_choice("none", tools).disabled
+    assert parse_tool_choice("required", tools) == ToolChoice(forced=True)
+    named = {"type": "function", "function": {"name": "get_current_stock_price"}}
+    assert parse_tool_choice(named, tools) == ToolChoice(forced=True,
+                                                         only="get_current_stock_price")
+    for bad in ("always", {"type": "function", "function": {"name": "nope"}}):
+        with pytest.raises(InvalidTools):
+            parse_tool_choice(bad, tools)
+    with pytest.raises(InvalidTools):
+        parse_tool_choice("required", [])
