@@ -1,0 +1,241 @@
+"""Scheduler rules (queue limit, eviction order, keep_alive, reloads, memory) with the runner
+process faked at its boundary: the fake starts instantly and records when it is stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ollamactl.runtime.memory import MemoryState
+from ollamactl.runtime.runner import RunnerConfig
+from ollamactl.runtime.runner_client import ReadyInfo, RunnerProcess
+from ollamactl.runtime.scheduler import (
+    QUEUE_FULL_MESSAGE,
+    ModelRef,
+    ModelTooLarge,
+    QueueFull,
+    Scheduler,
+    SchedulerConfig,
+)
+
+
+class FakeRunnerProcess:
+    """Stands in for the subprocess: ready at once, alive until stopped."""
+
+    def __init__(self, config: RunnerConfig, log: list[str]) -> None:
+        self.config = config
+        self.log = log
+        self.alive = True
+        self.reader = None
+        self.pid = 4242
+        self.death: str | None = None
+
+    @property
+    def is_alive(self) -> bool:
+        return self.alive
+
+    async def start(self, timeout_s: float) -> ReadyInfo:
+        self.log.append(f"start {Path(self.config.model_path).name} ctx={self.config.num_ctx}")
+        return ReadyInfo(self.config.num_ctx, 8192, False, 1)
+
+    async def stop(self) -> None:
+        if self.alive:
+            self.log.append(f"stop {Path(self.config.model_path).name}")
+        self.alive = False
+
+
+def make_scheduler(log: list[str], *, free: int = 10**12, **kw: Any) -> Scheduler:
+    """``free``: RAM free with nothing loaded; each loaded runner takes its estimate."""
+
+    def spawn(config: RunnerConfig) -> RunnerProcess:
+        fake: Any = FakeRunnerProcess(config, log)
+        return fake  # type: ignore[no-any-return]
+
+    def memory() -> MemoryState:
+        return MemoryState(free - sum(item.size_bytes for item in sched.loaded.values()))
+
+    sched = Scheduler(SchedulerConfig(**kw), memory=memory, spawn=spawn)
+    return sched
+
+
+def ref(name: str, size: int = 100) -> ModelRef:
+    return ModelRef(name=name, digest=name * 4, model_path=Path(f"/models/{name}"),
+                    estimate_bytes=size)
+
+
+def cfg(name: str, num_ctx: int = 2048, parallel: int = 1) -> RunnerConfig:
+    return RunnerConfig(model_path=f"/models/{name}", num_ctx=num_ctx, num_parallel=parallel)
+
+
+def run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(test())
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def test_queue_full_beyond_max_queue() -> None:
+    async def scenario() -> None:
+        log: list[str] = []
+        sched = make_scheduler(log, max_queue=1, num_parallel=1)
+        first = await sched.acquire(ref("a"), cfg("a"), None)
+        waiting = asyncio.create_task(sched.acquire(ref("a"), cfg("a"), None))
+        await settle()
+        assert sched.pending == 1
+        with pytest.raises(QueueFull) as refused:
+            await sched.acquire(ref("a"), cfg("a"), None)
+        assert str(refused.value) == QUEUE_FULL_MESSAGE
+        sched.release(first)
+        second = await waiting
+        sched.release(second)
+        await sched.close()
+
+    run(scenario)
+
+
+def test_max_loaded_one_evicts_the_idle_model() -> None:
+    async def scenario() -> None:
+        log: list[str] = []
+        sched = make_scheduler(log, max_loaded_models=1)
+        sched.release(await sched.acquire(ref("a"), cfg("a"), None))
+        sched.release(await sched.acquire(ref("b"), cfg("b"), None))
+        assert log == ["start a ctx=2048", "stop a", "start b ctx=2048"]
+        assert [item.ref.name for item in sched.running()] == ["b"]
+        await sched.close()
+
+    run(scenario)
+
+
+def test_victim_is_shortest_keep_alive_not_lru() -> None:
+    async def scenario() -> None:
+        log: list[str] = []
+        sched = make_scheduler(log, max_loaded_models=2)
+        sched.release(await sched.acquire(ref("a"), cfg("a"), 60.0))
+        sched.release(await sched.acquire(ref("b"), cfg("b"), math.inf))
+        sched.release(await sched.acquire(ref("a"), cfg("a"), None))  # a used most recently
+        sched.release(await sched.acquire(ref("c"), cfg("c"), None))
+        assert "stop a" in log and "stop b" not in log
+        await sched.close()
+
+    run(scenario)
+
+
+def test_busy_victim_unloads_after_its_request() -> None:
+    async def scenario() -> None:
+        log: list[str] = []
+        sched = make_scheduler(log, max_loaded_models=1)
+        lease_a = await sched.acquire(ref("a"), cfg("a"), None)
+        loading_b = asyncio.create_task(sched.acquire(ref("b"), cfg("b"), None))
+        await settle()
+        assert not loading_b.done() and "stop a" not in log
+        sched.release(lease_a)
+        sched.release(await loading_b)
+        assert log == ["start a ctx=2048", "stop a", "start b ctx=2048"]
+        await sched.close()
+
+    run(scenario)
+
+
+def test_keep_alive_zero_unloads_after_release_and_timer_expires() -> None:
+    async def scenario() -> None:
+        log: list[str] = []
+        sched = make_scheduler(log)
+        sched.release(await sched.acquire(ref("a"), cfg("a"), 0))
+        await settle()
+        assert "stop a" in log and not sched.running()
+        sched.release(await sched.acquire(ref("b"), cfg("b"), 0.05))
+        assert [item.ref.name for item in sched.running()] == ["b"]
+        await asyncio.sleep(0.15)
+        await settle()
+        assert "stop b" in log and not sched.running()
+        await sched.close()
+
+    run(scenario)
+
+
+def test_forever_never_expires_and_expire_unloads() -> None:
+    async def scenario() -> None:
+        log: list[str] = []
+        sched = make_scheduler(log)
+        sched.release(await sched.acquire(ref("a"), cfg("a"), math.inf))
+        (loaded,) = sched.running()
+        assert math.isinf(loaded.expires_at)
+        assert sched.expire(Path("/models/a")) is True
+        await settle()
+        assert "stop a" in log and not sched.running()
+        assert sched.expire(Path("/models/a")) is False
+        await sched.close()
+
+    run(scenario)
+
+
+def test_absent_keep_alive_keeps_the_last_explicit_one() -> None:
+    async def scenario() -> None:
+        log: list[str] = []
+        sched = make_scheduler(log, default_keep_alive_s=300.0)
+        sched.release(await sched.acquire(ref("a"), cfg("a"), math.inf))
+        sched.release(await sched.acquire(ref("a"), cfg("a"), None))
+        assert math.isinf(sched.running()[0].keep_alive_s)
+        await sched.close()
+
+    run(scenario)
+
+
+def test_runner_option_change_reloads() -> None:
+    async def scenario() -> None:
+        log: list[str] = []
+        sched = make_scheduler(log)
+        sched.release(await sched.acquire(ref("a"), cfg("a"), None))
+        sched.release(await sched.acquire(ref("a"), cfg("a"), None))
+        sched.release(await sched.acquire(ref("a"), cfg("a", num_ctx=4096), None))
+        assert log == ["start a ctx=2048", "stop a", "start a ctx=4096"]
+        await sched.close()
+
+    run(scenario)
+
+
+def test_model_that_can_never_fit_is_refused() -> None:
+    async def scenario() -> None:
+        log: list[str] = []
+        sched = make_scheduler(log, free=1000)
+        with pytest.raises(ModelTooLarge, match="requires more system memory"):
+            await sched.acquire(ref("huge", size=5000), cfg("huge"), None)
+        assert log == []
+        await sched.close()
+
+    run(scenario)
+
+
+def test_memory_pressure_evicts_before_loading() -> None:
+    async def scenario() -> None:
+        log: list[str] = []
+        sched = make_scheduler(log, free=1000)
+        sched.release(await sched.acquire(ref("a", size=600), cfg("a"), None))
+        sched.release(await sched.acquire(ref("b", size=800), cfg("b"), None))
+        assert log == ["start a ctx=2048", "stop a", "start b ctx=2048"]
+        await sched.close()
+
+    run(scenario)
+
+
+def test_dead_runner_is_replaced() -> None:
+    async def scenario() -> None:
+        log: list[str] = []
+        sched = make_scheduler(log)
+        lease = await sched.acquire(ref("a"), cfg("a"), None)
+        fake: Any = lease.loaded.process
+        fake.alive = False
+        sched.release(lease)
+        await settle()
+        sched.release(await sched.acquire(ref("a"), cfg("a"), None))
+        assert log.count("start a ctx=2048") == 2
+        await sched.close()
+
+    run(scenario)
