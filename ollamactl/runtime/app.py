@@ -112,7 +112,7 @@ def scheduler_config(config: ServerConfig) -> SchedulerConfig:
 def create_app(config: ServerConfig, *, scheduler: Scheduler | None = None,
                store: Store | None = None) -> FastAPI:
     """The server app; the lifespan owns the scheduler and stops every runner at shutdown."""
-    from ollamactl.runtime import embeddings, ollama_api
+    from ollamactl.runtime import embeddings, ollama_api, openai_api
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -137,6 +137,7 @@ def create_app(config: ServerConfig, *, scheduler: Scheduler | None = None,
     app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     app.include_router(ollama_api.router)
     app.include_router(embeddings.router)
+    app.include_router(openai_api.router)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_middleware(RequestLog)
