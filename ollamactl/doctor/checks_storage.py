@@ -33,27 +33,28 @@ def models_dir(p: Probe) -> Finding:
         return fail(f"the service user {user!r} does not exist",
                     fix=Fix("reinstall to create it", (("ollamactl", "install"),)))
     uid, gids = ids
-    current = Path(target.anchor)
-    for part in target.parts[1:]:
+    shown = Path(p.models_path)     # the path on the target system; ``target`` is under --root
+    current = Path("/")
+    for part in shown.parts[1:]:
         current = current / part
         try:
-            st = current.stat()
+            st = p.path(str(current)).stat()
         except FileNotFoundError:
-            parent = current.parent
+            parent = p.path(str(current.parent))
             return fail(f"{current} does not exist",
                         fix=Fix("create it for the service user",
-                                (("install", "-d", "-o", user, "-m", "0755", str(target)),),
-                                safe=may(parent.stat(), 0, set(), 2)))
-        if current != target and not may(st, uid, gids, 1):
+                                (("install", "-d", "-o", user, "-m", "0755", str(shown)),),
+                                safe=parent.is_dir()))
+        if current != shown and not may(st, uid, gids, 1):
             return fail(f"{user} cannot traverse {current} (mode {stat.filemode(st.st_mode)})",
                         "the server then fails with `mkdir ...: permission denied`",
                         Fix("let others traverse it", (("chmod", "o+x", str(current)),)))
     st = target.stat()
     if not may(st, uid, gids, 3):
-        return fail(f"{user} cannot write {target}",
+        return fail(f"{user} cannot write {shown}",
                     fix=Fix("give it to the service user",
-                            (("chown", "-R", f"{user}:", str(target)),), safe=True))
-    return ok(f"{target} is writable by {user}")
+                            (("chown", "-R", f"{user}:", str(shown)),), safe=True))
+    return ok(f"{shown} is writable by {user}")
 
 
 @check("models.sandbox", "Models directory visible inside the unit's sandbox", area="storage")
@@ -63,7 +64,7 @@ def models_sandbox(p: Probe) -> Finding:
         return skip(p.no_systemd_reason)
     if not p.unit_installed:
         return skip("the ollama unit is not installed")
-    models = str(p.models_dir)
+    models = p.models_path
     writable = (p.unit.get("ReadWritePaths", "") + " " + p.unit.get("BindPaths", "")).split()
     inside_rw = any(models == w or models.startswith(w.rstrip("/") + "/") for w in writable)
     fix = Fix("add ReadWritePaths=<models dir> in a drop-in (then daemon-reload, restart)")

@@ -178,11 +178,11 @@ class Probe:
 
     @property
     def server_env(self) -> dict[str, str]:
-        """What the server sees: the service's settings under this process's (the precedence
-        `ollamactl env` shows)."""
-        merged = dict(self.service_env or {})
-        merged.update(self.environ)
-        return merged
+        """What the server runs with: the installed service's settings (an exported shell
+        variable never reaches it; settings.shell-only says so), else this environment, which a
+        server started by hand inherits."""
+        service = self.service_env
+        return dict(service) if service is not None else dict(self.environ)
 
     @cached_property
     def service_user(self) -> str | None:
@@ -249,11 +249,16 @@ class Probe:
             return None
 
     @cached_property
-    def models_dir(self) -> Path:
+    def models_path(self) -> str:
+        """OLLAMA_MODELS as the server sees it (a path on the target system)."""
         raw = self.server_env.get("OLLAMA_MODELS", "").strip()
-        if not raw:
-            raw = settings.SETTINGS["OLLAMA_MODELS"].default_for(
-                self.ctx.host, service=self.service_installed)
+        return raw or settings.SETTINGS["OLLAMA_MODELS"].default_for(
+            self.ctx.host, service=self.service_installed)
+
+    @property
+    def models_dir(self) -> Path:
+        """:attr:`models_path` under the staging root, for reading."""
+        raw = self.models_path
         return self.path(raw) if raw.startswith("/") else Path(raw)
 
     @cached_property
