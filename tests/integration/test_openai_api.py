@@ -157,3 +157,15 @@ def test_bad_requests_get_openai_errors(server: str, body: dict[str, Any], needl
     assert reply.status_code == 400
     error = reply.json()["error"]
     assert needle in error["message"] and error["type"] == "invalid_request_error"
+
+
+def test_real_server_guards_origin_and_host(server: str) -> None:
+    allowed = requests.post(f"{server}/v1/chat/completions", headers={
+        "Origin": "http://localhost:3000"}, json={"model": SMOLLM2, "messages": []}, timeout=10)
+    assert allowed.headers["access-control-allow-origin"] == "http://localhost:3000"
+    evil = requests.get(f"{server}/api/tags", headers={"Origin": "https://evil.example"},
+                        timeout=10)
+    assert evil.status_code == 403
+    rebound = requests.get(f"{server}/api/tags", headers={"Host": "evil.example"}, timeout=10)
+    assert rebound.status_code == 403 and rebound.content == b""
+    assert requests.get(f"{server}/api/tags", timeout=10).status_code == 200
