@@ -1,0 +1,37 @@
+"""`ollamactl gpu list|check` through the real CLI on this machine (no GPU here: honest empty)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from ollamactl.cli.app import app
+from ollamactl.gpu import Nvml
+from ollamactl.gpu.nvidia import NvmlUnavailable
+
+
+def _has_nvml() -> bool:
+    try:
+        return Nvml().is_available()
+    except NvmlUnavailable:
+        return False
+
+
+def test_gpu_list_json_matches_the_inventory(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    result = CliRunner().invoke(app, ["gpu", "list", "--json"])
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert set(data) >= {"gpus", "problems", "notes", "recommended_amd_overrides"}
+    if not _has_nvml():
+        assert [g for g in data["gpus"] if g["vendor"] == "nvidia"] == []
+
+
+def test_gpu_check_without_gpus_says_cpu(monkeypatch):
+    if _has_nvml():
+        pytest.skip("this machine has a working NVIDIA driver")
+    result = CliRunner().invoke(app, ["gpu", "check"])
+    assert result.exit_code == 0
+    assert "no GPU found: the server will run on the CPU" in result.stdout
