@@ -164,11 +164,13 @@ def show_lines(data: dict[str, Any]) -> list[str]:
     return lines
 
 
-def pull(model: str = typer.Argument(..., help="Model name, e.g. smollm2:135m.")) -> None:
-    """Pull a model (bundled models are imported offline)."""
+def pull(model: str = typer.Argument(..., help="Model name, e.g. smollm2:135m."),
+         insecure: bool = typer.Option(False, "--insecure",
+                                       help="Use plain http to reach the registry.")) -> None:
+    """Pull a model (bundled models are imported offline, others from their registry)."""
     client = make_client()
     progress = _Progress()
-    for item in client.stream("/api/pull", {"model": model}):
+    for item in client.stream("/api/pull", {"model": model, "insecure": insecure}):
         progress.update(item)
     progress.close()
 

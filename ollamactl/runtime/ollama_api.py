@@ -570,7 +570,7 @@ async def pull(request: Request) -> Response:
         ModelName.parse(req.target)
     except InvalidModelName:
         raise ApiError(400, "invalid model name") from None
-    from ollamactl.runtime import bundled
+    from ollamactl.runtime import bundled, registry
 
     store = _store(request)
     loop = asyncio.get_running_loop()
@@ -592,10 +592,10 @@ async def pull(request: Request) -> Response:
 
     def work() -> None:
         try:
-            if not bundled.is_bundled(req.target):
-                progress("pulling manifest", None, None)
-                raise ModelError("pull model manifest: file does not exist")
-            bundled.import_bundled(store, req.target, progress=progress)
+            if bundled.is_bundled(req.target):  # installed packages first, then the registry
+                bundled.import_bundled(store, req.target, progress=progress)
+            else:
+                registry.pull(store, req.target, insecure=req.insecure, progress=progress)
         except OllamactlError as exc:
             loop.call_soon_threadsafe(updates.put_nowait, {"error": str(exc)})
         finally:
