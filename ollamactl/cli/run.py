@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 HELP = """Available Commands:
   /set parameter NAME VALUE   Set a parameter (e.g. /set parameter num_ctx 4096)
   /set system TEXT            Set the system message
+  /set format json            Enable JSON mode (/set noformat turns it off)
   /show info                  Show details for this model
   /clear                      Clear the session context
   /bye                        Exit
@@ -76,9 +77,11 @@ def ensure_loaded(client: Client, model: str) -> None:
 
 
 def chat_once(client: Client, model: str, messages: list[dict[str, Any]],
-              options: dict[str, Any]) -> str:
+              options: dict[str, Any], *, format: str | None = None) -> str:
     """Stream one answer to stdout; Ctrl-C stops it and keeps what was said."""
     body: dict[str, Any] = {"model": model, "messages": messages}
+    if format:
+        body["format"] = format
     if options:
         body["options"] = options
     answer: list[str] = []
@@ -125,6 +128,7 @@ class Repl:
         self.messages: list[dict[str, Any]] = []
         self.options: dict[str, Any] = {}
         self.system: str | None = None
+        self.format: str | None = None
 
     def loop(self) -> None:
         _setup_history()
@@ -147,7 +151,8 @@ class Repl:
                 continue
             turn = ([{"role": "system", "content": self.system}] if self.system else [])
             self.messages.append({"role": "user", "content": line})
-            answer = chat_once(self.client, self.model, turn + self.messages, self.options)
+            answer = chat_once(self.client, self.model, turn + self.messages, self.options,
+                               format=self.format)
             self.messages.append({"role": "assistant", "content": answer})
 
     def read_message(self) -> str | None:
@@ -176,6 +181,12 @@ class Repl:
         elif head == "/set" and len(words) >= 3 and words[1] == "system":
             self.system = line.split(None, 2)[2]
             print("Set system message.")
+        elif words[:3] == ["/set", "format", "json"]:
+            self.format = "json"
+            print("Set format to 'json' mode.")
+        elif words[:2] == ["/set", "noformat"]:
+            self.format = None
+            print("Disabled format.")
         elif head == "/show" and len(words) >= 2 and words[1] == "info":
             data = self.client.post("/api/show", {"model": self.model})
             print("\n".join(show_lines(data)))

@@ -212,3 +212,33 @@ def test_bad_tools_and_formats_get_400(server: str, body: dict[str, Any], status
             "model": SMOLLM2, "prompt": "hi", "format": body["format"]}, timeout=30)
         assert generate.status_code == 400 and needle in generate.json()["error"]
 
+
+
+def test_run_repl_set_format_json_and_system(server: str) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OLLAMA_HOST": server.removeprefix("http://"), "HOME": os.environ.get(
+        "HOME", "/tmp")}
+    script = "\n".join(["/set system You reply with JSON objects.", "/set format json",
+                        '/set parameter num_predict 48', '/set parameter temperature 0',
+                        'Reply with {"ok": true}', "/set noformat", "/bye", ""])
+    primary, secondary = pty.openpty()  # a terminal on stdin: the interactive REPL
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "ollamactl", "run", SMOLLM2],
+                                stdin=secondary, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=env, text=True)
+        os.write(primary, script.encode())
+        out, err = proc.communicate(timeout=120)
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert proc.returncode == 0, err
+    assert "Set system message." in out and "Set format to 'json' mode." in out
+    assert "Disabled format." in out
+    answer = out.split("Set format to 'json' mode.", 1)[1].split("Disabled format.", 1)[0]
+    replies = [line.split(">>> ")[-1] for line in answer.splitlines()]
+    (reply,) = [line for line in replies if line.startswith("{")]
+    assert isinstance(json.loads(reply), dict)
