@@ -9,6 +9,8 @@ import typer
 from ollamactl import __version__
 from ollamactl.cli import doctor as doctor_cmd
 from ollamactl.cli import env as env_cmds
+from ollamactl.cli import expose as expose_cmds
+from ollamactl.cli import fleet as fleet_cmds
 from ollamactl.cli import gpu as gpu_cmds
 from ollamactl.cli import models as model_cmds
 from ollamactl.cli import pending, service_cmds
@@ -50,6 +52,8 @@ def _global(
 
 app.add_typer(env_cmds.app, name="env")
 app.add_typer(gpu_cmds.app, name="gpu")
+app.add_typer(expose_cmds.app, name="expose")
+app.add_typer(fleet_cmds.app, name="fleet")
 app.command("doctor")(doctor_cmd.doctor)
 model_cmds.register(app)
 service_cmds.register(app)

@@ -18,8 +18,8 @@ log = logging.getLogger(__name__)
 CheckFn = Callable[[Probe], Finding]
 
 #: The modules that hold checks, in the order their findings are shown.
-CHECK_MODULES = ("checks_service", "checks_network", "checks_settings", "checks_storage",
-                 "checks_system", "checks_gpu", "checks_amd", "checks_logs")
+CHECK_MODULES = ("checks_service", "checks_network", "checks_exposure", "checks_settings",
+                 "checks_storage", "checks_system", "checks_gpu", "checks_amd", "checks_logs")
 
 
 @dataclass(frozen=True)
