@@ -9,7 +9,7 @@ through :meth:`Store.write_blob`, which publishes the blob only if its sha256 ma
 digest; a mismatch deletes the partial and leaves nothing. The manifest is written last, so a
 failed pull leaves no model behind. HTTPS unless ``insecure``; a ``401`` with a Bearer
 challenge is answered by fetching a token from its realm, but only when the realm is on the
-registry's own host (a registry must not send our requests elsewhere).
+registry's own host; blob redirects to another host (a CDN) are followed without the token.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
 from ollamactl import __version__
 from ollamactl.errors import ModelError
@@ -77,8 +77,9 @@ class RegistryClient:
         import requests
 
         headers = dict(headers or {})
-        for _ in range(2):
-            if self.token:
+        foreign = False  # redirected off the registry (a CDN): never send it our token
+        for _ in range(6):
+            if self.token and not foreign:
                 headers["Authorization"] = f"Bearer {self.token}"
             try:
                 response = self.session.get(url, headers=headers, stream=True,
@@ -87,9 +88,13 @@ class RegistryClient:
                 raise RegistryError(f"cannot reach registry {self.base}: {exc}") from exc
             if response.status_code in (301, 302, 303, 307, 308):
                 response.close()
-                url = self._same_host(response.headers.get("Location", ""), "redirect")
+                url = urljoin(url, response.headers.get("Location", ""))
+                if (urlsplit(url).hostname or "").lower() != \
+                        (urlsplit(self.base).hostname or "").lower():
+                    foreign = True
+                    headers.pop("Authorization", None)
                 continue
-            if response.status_code != 401 or self.token:
+            if response.status_code != 401 or self.token or foreign:
                 return response
             challenge = response.headers.get("WWW-Authenticate", "")
             response.close()
@@ -101,7 +106,7 @@ class RegistryClient:
         target, own = urlsplit(url), urlsplit(self.base)
         if (target.hostname or "").lower() != (own.hostname or "").lower() or \
                 (target.port or None) != (own.port or None):
-            raise RegistryError(f"registry {self.base} sent a {what} to another host "
+            raise RegistryError(f"registry {self.base} sent a {what} on another host "
                                 f"({target.hostname or url!r}); refusing to follow it")
         return url
 

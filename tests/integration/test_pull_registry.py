@@ -40,6 +40,8 @@ class FakeRegistry:
     realm: str = ""
     requests: list[tuple[str, str]] = field(default_factory=list)   # (path, Range header)
     url: str = ""
+    cdn: str = ""                              # redirect blob requests to this base URL
+    cdn_auth: list[str] = field(default_factory=list)   # Authorization headers the CDN saw
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +82,11 @@ def fake_registry(gguf_bytes: bytes) -> Iterator[FakeRegistry]:
 
         def do_GET(self) -> None:
             state.requests.append((self.path, self.headers.get("Range", "")))
+            if self.path.startswith("/cdn/"):
+                state.cdn_auth.append(self.headers.get("Authorization", ""))
+                data = state.blobs[self.path.rsplit("/", 1)[-1]]
+                self._send(200, data)
+                return
             if self.path.startswith("/token"):
                 self._send(200, json.dumps({"token": state.token}).encode())
                 return
@@ -94,6 +101,9 @@ def fake_registry(gguf_bytes: bytes) -> Iterator[FakeRegistry]:
                     self._send(404, b'{"errors":[{"code":"MANIFEST_UNKNOWN"}]}')
                     return
                 self._send(200, state.manifests[key])
+                return
+            if state.cdn and "/blobs/" in self.path:
+                self._send(307, b"", {"Location": f"{state.cdn}/cdn/{parts[-1]}"})
                 return
             data = state.blobs.get(parts[-1])
             if data is None:
@@ -196,6 +206,17 @@ def test_token_realm_on_the_registry_host_is_followed(tmp_path: Path,
     registry.pull(store, f"{fake_registry.url}/library/tiny", insecure=True)
     token_requests = [p for p, _ in fake_registry.requests if p.startswith("/token")]
     assert len(token_requests) == 1 and "scope=repository" in token_requests[0]
+
+
+def test_blob_redirect_to_another_host_gets_no_token(tmp_path: Path,
+                                                     fake_registry: FakeRegistry,
+                                                     gguf_bytes: bytes) -> None:
+    fake_registry.token = "s3cret"
+    fake_registry.cdn = f"http://localhost:{fake_registry.url.rsplit(':', 1)[1]}"
+    store = Store(tmp_path / "models")
+    model = registry.pull(store, f"{fake_registry.url}/library/tiny", insecure=True)
+    assert model.model_path.read_bytes() == gguf_bytes
+    assert fake_registry.cdn_auth == ["", ""]
 
 
 def test_token_realm_on_another_host_is_refused(tmp_path: Path,
