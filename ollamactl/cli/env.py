@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from ollamactl import settings
 from ollamactl.cli.common import JsonOption, emit, environ, make_context
-from ollamactl.errors import UnsupportedPlatform
+from ollamactl.context import Context
+from ollamactl.errors import UnsupportedPlatform, UsageError
 from ollamactl.output import Result, table
-from ollamactl.service import get_env_store
-from ollamactl.service.env import SOURCE_UNSET, resolve, resolve_all
+from ollamactl.service import get_env_store, get_service_manager
+from ollamactl.service.base import ServiceManager
+from ollamactl.service.env import SOURCE_UNSET, EnvStore, resolve, resolve_all
+from ollamactl.service.systemd import DropInEnvStore, SystemdManager
 
 app = typer.Typer(help="Show and change the server's OLLAMA_* settings.", no_args_is_help=True)
 
@@ -41,10 +46,20 @@ def get(ctx: typer.Context, name: str = typer.Argument(..., help="Setting name, 
 @app.command("set")
 def set_(ctx: typer.Context, name: str = typer.Argument(...), value: str = typer.Argument(...),
          no_restart: bool = typer.Option(False, "--no-restart",
-                                         help="Do not restart the service.")) -> None:
+                                         help="Do not restart the service."),
+         yes: bool = typer.Option(False, "--yes", "-y", help="Apply offered fixes unasked.")
+         ) -> None:
     """Validate and persist a setting for the service, then restart it."""
     settings.lookup(name).validate(value)
-    _require_store(ctx)
+    context = make_context(ctx)
+    store = _require_store(context)
+    manager = get_service_manager(context)
+    if name == "OLLAMA_MODELS":
+        _prepare_models_dir(context, store, value, assume_yes=yes or context.assume_yes)
+    changed = store.set(name, value)
+    _apply(context, manager, changed=changed, restart=not no_restart,
+           line=f"{name}={value} saved in {store.location}" if changed
+           else f"{name} already is {value}")
 
 
 @app.command("unset")
@@ -52,14 +67,70 @@ def unset(ctx: typer.Context, name: str = typer.Argument(...),
           no_restart: bool = typer.Option(False, "--no-restart")) -> None:
     """Remove a persisted setting, then restart the service."""
     settings.lookup(name)
-    _require_store(ctx)
-
-
-def _require_store(ctx: typer.Context) -> None:
     context = make_context(ctx)
-    if get_env_store(context) is None:
+    store = _require_store(context)
+    manager = get_service_manager(context)
+    previous = store.read().get(name)
+    changed = store.unset(name)
+    if changed and name == "OLLAMA_MODELS" and previous and isinstance(store, DropInEnvStore):
+        store.revoke_path(previous)
+    _apply(context, manager, changed=changed, restart=not no_restart,
+           line=f"{name} removed from {store.location}" if changed else f"{name} was not set")
+
+
+def _require_store(context: Context) -> EnvStore:
+    store = get_env_store(context)
+    if store is None:
         raise UnsupportedPlatform(
             "no installed service to persist settings for",
             hint="install it first with `ollamactl install`; for this shell only, export the "
                  "variable instead",
         )
+    return store
+
+
+def _prepare_models_dir(context: Context, store: EnvStore, directory: str, *,
+                        assume_yes: bool) -> None:
+    """Check that the service user can use ``directory``; offer the fixes; let the hardened
+    unit write it. Refuses (nothing written) when a problem stays unfixed."""
+    from ollamactl.install import layout, manifest, models_dir, users
+
+    record = manifest.load(context)
+    account = users.read_users(context).get(record.user if record else layout.SERVICE_USER)
+    if account is not None:
+        problems = models_dir.check(context, directory, account)
+        if problems:
+            for problem in problems:
+                typer.echo(f"problem: {problem.message}; fix: {problem.fix}", err=True)
+            if not (assume_yes or context.dry_run) and not (sys.stdin.isatty() and typer.confirm(
+                    "Apply these fixes?", default=False, err=True)):
+                raise UsageError(f"OLLAMA_MODELS={directory} is not usable by {account.name}; "
+                                 "nothing was changed",
+                                 hint="apply the fixes above (or pass --yes), or pick another "
+                                      "directory")
+            for problem in problems:
+                problem.apply()
+    if isinstance(store, DropInEnvStore):
+        previous = store.read().get("OLLAMA_MODELS")
+        if previous and previous != directory:
+            store.revoke_path(previous)
+        store.grant_path(directory)
+
+
+def _apply(context: Context, manager: ServiceManager, *, changed: bool, restart: bool,
+           line: str) -> None:
+    """daemon-reload (systemd) and restart a running service so the change takes effect."""
+    lines = [line]
+    if changed and isinstance(manager, SystemdManager) and not manager.staged:
+        manager.daemon_reload()
+        if restart:
+            manager.try_restart()
+            lines.append("restarted the service (if it was running)")
+    elif changed and restart and manager.status().running:
+        manager.restart()
+        lines.append(f"restarted the service ({manager.name})")
+    elif changed:
+        lines.append("takes effect at the next (re)start")
+    if context.dry_run:
+        lines += ["plan (nothing was changed):", context.runner.render_plan()]
+    emit(Result(lines=lines), as_json=False)

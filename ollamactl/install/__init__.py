@@ -37,6 +37,7 @@ class InstallOptions:
     force: bool = False              # replace a real Ollama's unit / ignore its binary
     self_contained: bool = False     # always build /opt/ollamactl
     wait_s: float = 120.0            # how long to wait for GET / after the start
+    system: bool = False             # macOS: a LaunchDaemon (headless); else per-user
 
 
 @dataclass
@@ -92,6 +93,10 @@ def prechecks(ctx: Context, options: InstallOptions, existing: Manifest | None) 
 
 def install(ctx: Context, options: InstallOptions) -> InstallReport:
     """Install, or update what an earlier install put there (stop -> replace -> start)."""
+    if ctx.host.os_name != LINUX:
+        from ollamactl.install import platforms
+
+        return platforms.install(ctx, options)
     existing = manifest.load(ctx)
     notes = prechecks(ctx, options, existing)
     backend = backend_for(ctx)
@@ -286,13 +291,17 @@ def plan_uninstall(ctx: Context, *, purge: bool) -> UninstallPlan:
     Raises:
         UsageError: nothing ollamactl installed is here.
     """
+    if ctx.host.os_name != LINUX:
+        from ollamactl.install import platforms
+
+        return platforms.plan_uninstall(ctx, purge=purge)
     record = manifest.load(ctx)
     if record is None:
         raise UsageError(f"no ollamactl install under {ctx.root} (no {layout.MANIFEST_PATH})",
                          hint="only what `ollamactl install` recorded can be uninstalled")
     models = ctx.path(record.models_dir)
     size = tree_size(models)
-    keep = not purge and models.exists() and any(models.iterdir())
+    keep = not purge and models.is_dir() and any(models.iterdir())
     steps = [f"stop and disable the service ({record.backend})"]
     steps += [f"remove {p}" for p in reversed(record.created_paths)
               if not (keep and _holds(p, record.models_dir))]
@@ -308,6 +317,10 @@ def plan_uninstall(ctx: Context, *, purge: bool) -> UninstallPlan:
 
 def uninstall(ctx: Context, plan: UninstallPlan) -> list[str]:
     """Reverse exactly what the manifest lists; return what was done."""
+    if ctx.host.os_name != LINUX:
+        from ollamactl.install import platforms
+
+        return platforms.uninstall(ctx, plan)
     record = plan.record
     if record.backend == "watchdog":
         _manager(ctx, record).stop()
@@ -336,6 +349,9 @@ def uninstall(ctx: Context, plan: UninstallPlan) -> list[str]:
         if local.is_dir() and not local.is_symlink() and not recursive and any(local.iterdir()):
             continue  # a parent we created that now holds someone else's files
         ctx.runner.remove(local, recursive=recursive, why="created by install")
+    models = ctx.path(record.models_dir)
+    if not plan.keep_models and models.exists():
+        ctx.runner.remove(models, recursive=True, why="--purge: the models")
     if record.backend != "watchdog":
         SystemdManager(ctx).daemon_reload()
     deleted_users, deleted_groups = set(record.created_users), set(record.created_groups)

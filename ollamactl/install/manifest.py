@@ -73,6 +73,10 @@ class Manifest:
 
 
 def manifest_path(ctx: Context) -> Path:
+    if ctx.host.os_name != "linux":
+        from ollamactl.install import platforms
+
+        return platforms.manifest_file(ctx)
     return ctx.path(MANIFEST_PATH)
 
 

@@ -82,7 +82,10 @@ def why_unusable(runtime: Runtime, account: Account, *, staged_root: Path | None
             return f"{shown} is under a home directory, which the hardened unit hides"
         if not path.exists():
             return f"{shown} does not exist"
-        blocked = blocked_parents(path, account, stop_at=Path("/"))
+        inside_stage = staged_root is not None and staged_root in path.parents
+        blocked = blocked_parents(path, account,
+                                  stop_at=staged_root if inside_stage and staged_root
+                                  else Path("/"))
         if blocked:
             return f"{account.name} cannot enter {blocked[0]}"
         if not can_access(path, account, want=want):

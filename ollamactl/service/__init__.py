@@ -32,7 +32,7 @@ def get_service_manager(ctx: Context) -> ServiceManager:
         UnsupportedPlatform: an OS whose backend this build does not have.
     """
     from ollamactl.errors import UnsupportedPlatform
-    from ollamactl.host import LINUX
+    from ollamactl.host import DARWIN, LINUX, WINDOWS
 
     if ctx.host.os_name == LINUX:
         if ctx.host.has_systemd or ctx.root != Path("/"):
@@ -43,6 +43,14 @@ def get_service_manager(ctx: Context) -> ServiceManager:
             return SystemdManager(ctx)
         log.debug("service backend: watchdog (systemd is not running)")
         return watchdog_manager(ctx)
+    if ctx.host.os_name == DARWIN:
+        from ollamactl.service.launchd import launchd_manager
+
+        return launchd_manager(ctx)
+    if ctx.host.os_name == WINDOWS:
+        from ollamactl.service.windows import windows_manager
+
+        return windows_manager(ctx)
     raise UnsupportedPlatform(f"no service backend for {ctx.host.os_name} in this version")
 
 
@@ -96,4 +104,6 @@ def get_env_store(ctx: Context) -> EnvStore | None:
 
         if not ctx.path(UNIT_PATH).exists():
             return None
+    if manager.name == "launchd" and not manager.status().installed:
+        return None
     return manager.env_store()

@@ -104,7 +104,9 @@ def split_words(value: str) -> list[str]:
 
 
 def format_assignment(name: str, value: str) -> str:
-    return "Environment=" + templating.systemd_quote(f"{name}={value}")
+    """``Environment="NAME=VALUE"``, always quoted, as `systemctl edit` users write it."""
+    escaped = f"{name}={value}".replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    return f'Environment="{escaped}"'
 
 
 @dataclass

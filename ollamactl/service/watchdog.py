@@ -48,7 +48,7 @@ from ollamactl.service._posix import (
 )
 from ollamactl.service.base import LogQuery, LogSource, ServiceManager, ServiceState
 from ollamactl.service.env import EnvStore
-from ollamactl.system import Cmd, PlanStep, atomic_write
+from ollamactl.system import Cmd, PlanStep, Runner, atomic_write
 
 FIRST_RESTART_DELAY_S = 1.0
 MAX_RESTART_DELAY_S = 60.0
@@ -90,9 +90,10 @@ class EnvFileStore(EnvStore):
     Comments, blank lines and lines we did not write are kept as they are.
     """
 
-    def __init__(self, path: Path, *, location: str | None = None) -> None:
+    def __init__(self, path: Path, *, runner: Runner | None = None) -> None:
         self.path = path
-        self.location = location or str(path)
+        self.location = str(path)
+        self.runner = runner
 
     def read(self) -> dict[str, str]:
         values: dict[str, str] = {}
@@ -133,7 +134,11 @@ class EnvFileStore(EnvStore):
                 if (_parse_env_line(line) or ("",))[0] != name]
 
     def _write(self, lines: list[str]) -> None:
-        atomic_write(self.path, self.render_with(lines).encode(), mode=0o640)
+        data = self.render_with(lines)
+        if self.runner is not None:
+            self.runner.write_file(self.path, data, mode=0o640, why="the watchdog's settings")
+        else:
+            atomic_write(self.path, data.encode(), mode=0o640)
 
 
 def _parse_env_line(line: str) -> tuple[str, str] | None:
@@ -209,6 +214,7 @@ class WatchdogLogSource(LogSource):
         self.poll_s = poll_s
 
     def read(self, query: LogQuery) -> Iterator[str]:
+        start = _tail_position(self.path)  # before reading, so no line falls in between
         lines: list[str] = []
         for file in rotated_files(self.path):
             with contextlib.suppress(FileNotFoundError):
@@ -219,10 +225,12 @@ class WatchdogLogSource(LogSource):
             lines = lines[-query.lines:] if query.lines > 0 else []
         yield from lines
         if query.follow:
-            yield from self._follow()
+            yield from self._follow(*start)
 
-    def _follow(self) -> Iterator[str]:
-        position, inode = _tail_position(self.path)
+    def _follow(self, position: int | None = None, inode: int | None = None) -> Iterator[str]:
+        """New lines appended after ``position`` of the file ``inode`` (default: its end now)."""
+        if position is None or inode is None:
+            position, inode = _tail_position(self.path)
         pending = b""
         while True:
             try:
@@ -582,7 +590,7 @@ class WatchdogManager(ServiceManager):
         self.start()
 
     def env_store(self) -> EnvFileStore:
-        return EnvFileStore(self.paths.env_file)
+        return EnvFileStore(self.paths.env_file, runner=self.ctx.runner)
 
     def log_source(self) -> WatchdogLogSource:
         return WatchdogLogSource(self.paths.log_file)

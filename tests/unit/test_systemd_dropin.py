@@ -1,0 +1,119 @@
+"""The systemd drop-in EnvStore and `env set/unset` on a staged override.conf with foreign lines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ollamactl.cli.app import app
+from ollamactl.context import Context
+from ollamactl.errors import OllamactlError
+from ollamactl.service.systemd import (
+    DROPIN_PATH,
+    UNIT_PATH,
+    DropIn,
+    DropInEnvStore,
+    split_words,
+)
+
+FOREIGN = """[Unit]
+Description=mine
+
+[Service]
+# set by hand with systemctl edit
+Environment="CUDA_VISIBLE_DEVICES=0" "OLLAMA_DEBUG=1"
+LimitNOFILE=65536
+Environment=OLLAMA_ORIGINS=https://a.example
+"""
+
+
+def test_split_words_follows_systemd_quoting() -> None:
+    assert split_words('"A=1 2" B=3 \'C=x y\' D=50%%') == ["A=1 2", "B=3", "C=x y", "D=50%"]
+    assert split_words("") == []
+
+
+def test_environment_reads_every_assignment_and_reset() -> None:
+    dropin = DropIn.parse(FOREIGN)
+    assert dropin.environment() == {"CUDA_VISIBLE_DEVICES": "0", "OLLAMA_DEBUG": "1",
+                                    "OLLAMA_ORIGINS": "https://a.example"}
+    reset = DropIn.parse(FOREIGN + "Environment=\nEnvironment=X=1\n")
+    assert reset.environment() == {"X": "1"}
+
+
+@pytest.fixture
+def staged(ctx: Context) -> DropInEnvStore:
+    unit = ctx.path(UNIT_PATH)
+    unit.parent.mkdir(parents=True)
+    unit.write_text("# unit\n")
+    path = ctx.path(DROPIN_PATH)
+    path.parent.mkdir(parents=True)
+    path.write_text(FOREIGN)
+    return DropInEnvStore(ctx)
+
+
+def test_set_unset_round_trip_keeps_foreign_lines(staged: DropInEnvStore) -> None:
+    assert staged.set("OLLAMA_HOST", "0.0.0.0:11500")
+    assert not staged.set("OLLAMA_HOST", "0.0.0.0:11500")
+    text = staged.path.read_text()
+    assert 'Environment="OLLAMA_HOST=0.0.0.0:11500"' in text
+    assert staged.path.with_name("override.conf.bak").read_text() == FOREIGN
+    assert staged.unset("OLLAMA_HOST")
+    assert not staged.unset("OLLAMA_HOST")
+    assert staged.path.read_text() == FOREIGN
+
+
+def test_set_name_in_foreign_multi_assignment_only_takes_that_name_out(
+        staged: DropInEnvStore) -> None:
+    staged.set("OLLAMA_DEBUG", "2")
+    text = staged.path.read_text()
+    assert 'Environment="OLLAMA_DEBUG=2"' in text
+    assert "CUDA_VISIBLE_DEVICES=0" in text and "LimitNOFILE=65536" in text
+    assert "# set by hand with systemctl edit" in text and "Description=mine" in text
+    assert staged.read()["OLLAMA_DEBUG"] == "2"
+    staged.unset("OLLAMA_DEBUG")
+    assert "OLLAMA_DEBUG" not in staged.read()
+    assert staged.read()["CUDA_VISIBLE_DEVICES"] == "0"
+
+
+def test_grant_path_under_home_uses_bind_paths(staged: DropInEnvStore) -> None:
+    staged.grant_path("/home/alice/models")
+    staged.grant_path("/srv/models")
+    dropin = staged.load()
+    assert dropin.values("BindPaths") == ["/home/alice/models"]
+    assert dropin.values("ProtectHome") == ["tmpfs"]
+    assert dropin.values("ReadWritePaths") == ["/srv/models"]
+    staged.revoke_path("/home/alice/models")
+    staged.revoke_path("/srv/models")
+    assert staged.path.read_text() == FOREIGN
+
+
+def _cli(root: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["--root", str(root), *args])
+    if isinstance(result.exception, OllamactlError):
+        return result.exception.exit_code, str(result.exception)
+    return result.exit_code, result.output
+
+
+def test_env_cli_round_trip_and_invalid_values_write_nothing(staged: DropInEnvStore,
+                                                           staging_root: Path) -> None:
+    code, out = _cli(staging_root, "env", "set", "OLLAMA_KEEP_ALIVE", "10m")
+    assert code == 0, out
+    code, out = _cli(staging_root, "env", "get", "OLLAMA_KEEP_ALIVE")
+    assert "OLLAMA_KEEP_ALIVE=10m" in out and str(staged.path) in out
+    before = staged.path.read_bytes()
+    for name, value in (("OLLAMA_KEEP_ALIVE", "forever-ish"), ("OLLAMA_HOST", "http://a b"),
+                        ("OLLAMA_FLASH_ATTENTION", "yes-please"), ("OLLAMA_HOSTT", "x")):
+        code, _ = _cli(staging_root, "env", "set", name, value)
+        assert code == 2
+        assert staged.path.read_bytes() == before
+    code, _ = _cli(staging_root, "env", "unset", "OLLAMA_KEEP_ALIVE")
+    assert code == 0
+    assert staged.path.read_text() == FOREIGN
+
+
+def test_env_set_without_installed_unit_is_refused(staging_root: Path) -> None:
+    code, _ = _cli(staging_root, "env", "set", "OLLAMA_DEBUG", "1")
+    assert code == 1
+    assert not (staging_root / DROPIN_PATH.lstrip("/")).exists()
