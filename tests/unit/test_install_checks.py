@@ -1,0 +1,100 @@
+"""Install pre-checks, the manifest, and the service user's access checks (staged files only;
+the real useradd runs in tests/integration/test_install_root.py)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ollamactl.context import Context
+from ollamactl.errors import OllamactlError, PrivilegeError
+from ollamactl.host import HostFacts
+from ollamactl.install import InstallOptions, format_bytes, install, manifest, models_dir, users
+from ollamactl.install.manifest import Manifest
+from ollamactl.system import RecordingRunner
+
+
+def test_manifest_round_trip_and_merge_keeps_first_origin() -> None:
+    record = Manifest(backend="staged")
+    record.existed_path("/etc/systemd/system/ollama.service.d")
+    record.created_path("/usr/share/ollama")
+    record.created_path("/usr/share/ollama")
+    record.created_path("/etc/systemd/system/ollama.service.d")
+    record.created_membership("alice", "ollama")
+    again = Manifest.from_json(record.to_json())
+    assert again == record
+    assert again.created_paths == ["/usr/share/ollama"]
+    assert again.owns("/usr/share/ollama")
+    assert not again.owns("/etc/systemd/system/ollama.service.d")
+
+
+def test_damaged_manifest_is_a_clear_error(ctx: Context) -> None:
+    path = manifest.manifest_path(ctx)
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    with pytest.raises(OllamactlError, match="damaged"):
+        manifest.load(ctx)
+
+
+def test_install_needs_root(linux_host: HostFacts, staging_root: Path) -> None:
+    host = HostFacts(**{**linux_host.__dict__, "is_root": False})
+    runner = RecordingRunner()
+    with pytest.raises(PrivilegeError):
+        install(Context(host=host, runner=runner, root=staging_root), InstallOptions())
+    assert runner.calls == [] and list(staging_root.iterdir()) == []
+
+
+def test_real_ollama_binary_is_not_clobbered(ctx: Context, recorder: RecordingRunner) -> None:
+    binary = ctx.path("/usr/local/bin/ollama")
+    binary.parent.mkdir(parents=True)
+    binary.write_text("#!/bin/sh\n")
+    with pytest.raises(OllamactlError, match="real Ollama"):
+        install(ctx, InstallOptions())
+    assert recorder.calls == []
+
+
+def _staged_accounts(root: Path) -> users.Account:
+    (root / "etc").mkdir(parents=True, exist_ok=True)
+    (root / "etc/passwd").write_text("root:x:0:0::/root:/bin/sh\n"
+                                     "ollama:x:64001:64001::/usr/share/ollama:/bin/false\n")
+    (root / "etc/group").write_text("root:x:0:\nvideo:x:44:ollama\nollama:x:64001:\n")
+    return users.Account("ollama", 64001, 64001, "/usr/share/ollama", "/bin/false", (44,))
+
+
+def test_accounts_are_read_from_the_staged_files(ctx: Context) -> None:
+    _staged_accounts(ctx.root)
+    account = users.read_users(ctx)["ollama"]
+    assert (account.uid, account.gid, account.home, account.groups) == (
+        64001, 64001, "/usr/share/ollama", (44,))
+    assert set(users.read_groups(ctx)) == {"root", "video", "ollama"}
+
+
+def test_models_dir_problems_and_fixes(ctx: Context, recorder: RecordingRunner) -> None:
+    account = _staged_accounts(ctx.root)
+    private = ctx.path("/srv/private")
+    private.mkdir(parents=True)
+    os.chmod(private, 0o700)
+    problems = models_dir.check(ctx, "/srv/private/models", account)
+    assert [p.message for p in problems] == [
+        f"ollama cannot enter {private}", f"{private / 'models'} does not exist"]
+    recorder.on("chmod")
+    recorder.on("setfacl")
+    for problem in problems:
+        problem.apply()
+    assert recorder.argvs[0][-1] == str(private)
+    made = private / "models"
+    assert made.is_dir() and (made.stat().st_uid, made.stat().st_gid) == (64001, 64001)
+    root_owned = ctx.path("/srv/shared")
+    root_owned.mkdir()
+    (problem,) = models_dir.check(ctx, "/srv/shared", account)
+    assert problem.message == f"ollama cannot write {root_owned}"
+    problem.apply()
+    assert root_owned.stat().st_uid == 64001
+    assert models_dir.check(ctx, "/srv/shared", account) == []
+
+
+def test_format_bytes() -> None:
+    assert [format_bytes(n) for n in (12, 4096, 98_400_000, 2_000_000_000)] == [
+        "12 B", "4.1 KB", "98.4 MB", "2.0 GB"]
