@@ -4,6 +4,7 @@ which `ollamactl stop` without a model calls)."""
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -35,11 +36,12 @@ def _context(ctx: typer.Context, root: Path | None, dry_run: bool, yes: bool,
 
 
 def _install(ctx: typer.Context, root: Path | None, dry_run: bool, yes: bool, force: bool,
-             self_contained: bool, as_json: bool) -> None:
+             self_contained: bool, as_json: bool, system: bool = False) -> None:
     from ollamactl.install import InstallOptions, install
 
     context = _context(ctx, root, dry_run, yes, as_json=as_json)
-    report = install(context, InstallOptions(force=force, self_contained=self_contained))
+    report = install(context, InstallOptions(force=force, self_contained=self_contained,
+                                              system=system))
     verb = "update" if report.update else "install"
     lines = [*(f"note: {n}" for n in report.notes)]
     if context.dry_run:
@@ -61,9 +63,11 @@ def install(ctx: typer.Context, root: Path | None = RootOption, dry_run: bool = 
                                        help="Replace a real Ollama's unit (kept for uninstall)."),
             self_contained: bool = typer.Option(
                 False, "--self-contained", help="Always build the runtime in /opt/ollamactl."),
+            system: bool = typer.Option(
+                False, "--system", help="macOS: a LaunchDaemon run as _ollama (headless Macs)."),
             as_json: bool = JsonOption) -> None:
     """Install the service (user, runtime, models dir, unit or watchdog) and start it."""
-    _install(ctx, root, dry_run, yes, force, self_contained, as_json)
+    _install(ctx, root, dry_run, yes, force, self_contained, as_json, system)
 
 
 def update(ctx: typer.Context, root: Path | None = RootOption, dry_run: bool = DryRunOption,
@@ -92,6 +96,9 @@ def uninstall(ctx: typer.Context, root: Path | None = RootOption, dry_run: bool 
         typer.echo("uninstall will:")
         for step in plan.steps:
             typer.echo(f"  - {step}")
+    if not context.dry_run and not context.assume_yes and not sys.stdin.isatty():
+        raise UsageError("uninstall needs a confirmation", hint="pass --yes to confirm "
+                         "without a terminal")
     if not context.dry_run and not context.assume_yes \
             and not typer.confirm("Go ahead?", default=False):
         emit(Result(data={"cancelled": True}, lines=["cancelled; nothing was changed"],
