@@ -140,8 +140,10 @@ def create_app(config: ServerConfig, *, scheduler: Scheduler | None = None,
     app.include_router(openai_api.router)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    from ollamactl.runtime.limits import BodyLimit
     from ollamactl.runtime.security import RequestGuard
 
+    app.add_middleware(BodyLimit)
     app.add_middleware(RequestGuard, bind_host=config.host.bind_host, origins=config.origins)
     app.add_middleware(RequestLog)
     return app

@@ -102,6 +102,8 @@ def _resolve_from(line_no: int, value: str, base_dir: Path) -> tuple[Path | None
         if candidate.is_dir():
             raise ModelfileError(line_no, f"{candidate} is a folder; converting safetensors "
                                           "is not supported, use a GGUF file")
+        if not candidate.is_file():  # /dev/random, /dev/zero, a FIFO: would be read forever
+            raise ModelfileError(line_no, f"{candidate} is not a regular file")
         return candidate.resolve(), None
     looks_like_path = (value.startswith(("/", "./", "../", "~", ".\\"))
                        or value.lower().endswith(".gguf") or "\\" in value)

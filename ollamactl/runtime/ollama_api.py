@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import PurePosixPath
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
@@ -87,7 +89,7 @@ async def _body(request: Request) -> Any:
         raise ApiError(400, "missing request body")
     try:
         return json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         raise ApiError(400, f"invalid JSON in request body: {exc}") from None
 
 
@@ -98,6 +100,8 @@ def _resolve(store: Store, name: str) -> LocalModel:
         raise ApiError(400, "invalid model name") from None
     except ModelNotFound:
         raise ApiError(404, f"model '{name}' not found") from None
+    except gguf.InvalidGGUF as exc:  # the reason only: the blob path would reveal the store
+        raise ApiError(500, f"model '{name}' is damaged: {exc.reason}") from None
     except ModelError as exc:
         raise ApiError(500, str(exc)) from None
 
@@ -253,6 +257,7 @@ async def generate(request: Request) -> Response:
         raise ApiError(400, "raw mode does not support template, system, or context")
     grammar = _format_constraint(req.format)
     inference = await _prepare(request, req.model, req.options, req.keep_alive, chat=False)
+    _check_context(inference.model, req.context)
     if not req.prompt and not req.suffix:
         return await inference.load_only(unload=inference.keep_alive_s == 0, chat=False)
     from ollamactl.runtime.prompt import render_generate
@@ -342,6 +347,17 @@ async def chat(request: Request) -> Response:
 
     return await inference.run(list(prompt.segments), stream=req.stream is not False,
                                chunk=chunk, final=final, grammar=grammar)
+
+
+def _check_context(model: LocalModel, context: list[int] | None) -> None:
+    """Client token ids must exist in the vocabulary: llama.cpp reads out of bounds on -1 or
+    ids >= n_vocab (llama.cpp#12178), so they are refused before a runner sees them."""
+    if not context:
+        return
+    tokens = gguf.read_metadata(model.model_path).kv.get("tokenizer.ggml.tokens")
+    n_vocab = tokens.length if isinstance(tokens, gguf.SkippedArray) else len(tokens or [])
+    if any(token < 0 or token >= n_vocab for token in context):
+        raise ApiError(400, "context contains invalid token ids")
 
 
 def _format_constraint(value: Any) -> dict[str, Any] | None:
@@ -470,6 +486,14 @@ async def head_blob(request: Request, digest: str) -> Response:
     return Response(status_code=200 if exists else 404)
 
 
+BLOB_UPLOADS_AT_ONCE = 4
+BLOB_IDLE_TIMEOUT_S = 60.0
+
+
+class UploadStalled(Exception):
+    """A blob upload sent no bytes for BLOB_IDLE_TIMEOUT_S; its temp file is removed."""
+
+
 @router.post("/api/blobs/{digest}")
 async def post_blob(request: Request, digest: str) -> Response:
     store = _store(request)
@@ -489,11 +513,28 @@ async def post_blob(request: Request, digest: str) -> Response:
             return None
 
     def pull_chunks() -> Iterator[bytes]:
-        while (chunk := asyncio.run_coroutine_threadsafe(next_chunk(), loop).result()) is not None:
+        while True:
+            future = asyncio.run_coroutine_threadsafe(next_chunk(), loop)
+            try:
+                chunk = future.result(timeout=BLOB_IDLE_TIMEOUT_S)
+            except TimeoutError:
+                future.cancel()
+                raise UploadStalled from None
+            if chunk is None:
+                return
             yield chunk
 
+    # Each upload holds a worker thread while it waits for the network: a limiter of its own
+    # keeps stalled uploads from taking every thread that /api/tags or /api/show need.
+    limiter = getattr(request.app.state, "blob_upload_limiter", None)
+    if limiter is None:
+        limiter = request.app.state.blob_upload_limiter = anyio.CapacityLimiter(
+            BLOB_UPLOADS_AT_ONCE)
     try:
-        await run_in_threadpool(store.write_blob, pull_chunks(), expected)
+        await anyio.to_thread.run_sync(store.write_blob, pull_chunks(), expected,
+                                       limiter=limiter)
+    except UploadStalled:
+        raise ApiError(408, f"upload sent nothing for {BLOB_IDLE_TIMEOUT_S:.0f} s") from None
     except DigestMismatch as exc:
         raise ApiError(400, str(exc)) from None
     except ModelError as exc:
@@ -553,6 +594,8 @@ async def create(request: Request) -> Response:
         await run_in_threadpool(work)
     except (ModelNotFound, BlobNotFound, InvalidModelName) as exc:
         raise ApiError(404 if isinstance(exc, ModelNotFound) else 400, str(exc)) from None
+    except gguf.InvalidGGUF as exc:
+        raise ApiError(400, f"invalid model file: {exc.reason}") from None
     except ModelError as exc:
         raise ApiError(400, str(exc)) from None
     if req.stream is False:

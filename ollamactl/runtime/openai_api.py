@@ -70,7 +70,7 @@ async def _json(request: Request) -> dict[str, Any]:
         raise OpenAIError(400, "missing request body")
     try:
         body = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         raise OpenAIError(400, f"invalid JSON in request body: {exc}") from None
     if not isinstance(body, dict):
         raise OpenAIError(400, "request body must be a JSON object")
