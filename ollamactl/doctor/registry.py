@@ -19,7 +19,8 @@ CheckFn = Callable[[Probe], Finding]
 
 #: The modules that hold checks, in the order their findings are shown.
 CHECK_MODULES = ("checks_service", "checks_network", "checks_exposure", "checks_settings",
-                 "checks_storage", "checks_system", "checks_gpu", "checks_amd", "checks_logs")
+                 "checks_storage", "checks_system", "checks_gpu", "checks_amd", "checks_logs",
+                 "checks_platform")
 
 
 @dataclass(frozen=True)
