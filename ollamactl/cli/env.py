@@ -57,6 +57,8 @@ def set_(ctx: typer.Context, name: str = typer.Argument(...), value: str = typer
     if name == "OLLAMA_MODELS":
         _prepare_models_dir(context, store, value, assume_yes=yes or context.assume_yes)
     changed = store.set(name, value)
+    for note in store.notes(name):
+        typer.echo(f"note: {note}", err=True)
     _apply(context, manager, changed=changed, restart=not no_restart,
            line=f"{name}={value} saved in {store.location}" if changed
            else f"{name} already is {value}")

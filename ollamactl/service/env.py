@@ -37,6 +37,11 @@ class EnvStore(ABC):
     def unset(self, name: str) -> bool:
         """Remove ``name``; return False when it was not set."""
 
+    def notes(self, name: str) -> list[str]:
+        """What the user should know about ``name`` here, e.g. a value elsewhere that shadows
+        it (Windows: the machine's HKLM value)."""
+        return []
+
 
 @dataclass(frozen=True)
 class ResolvedSetting:

@@ -326,6 +326,14 @@ class RegistryEnvStore(EnvStore):
                 for name in sorted(set(user) & set(machine))
                 if name in settings.SETTINGS and user[name].data != machine[name].data]
 
+    def notes(self, name: str) -> list[str]:
+        machine = self.registry.values(HKLM, MACHINE_ENV_KEY).get(name)
+        user = self.registry.values(HKCU, USER_ENV_KEY).get(name)
+        if machine is None or (user is not None and user.data == machine.data):
+            return []
+        return [f"HKLM also sets {name}={machine.data} for the whole machine: the task (this "
+                "user) gets the user value, services and other users the machine value"]
+
     def machine_only(self) -> dict[str, str]:
         """Known settings set for the machine only: they apply, but `env set` does not own
         them."""

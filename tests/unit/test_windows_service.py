@@ -124,6 +124,23 @@ def test_machine_values_that_conflict_are_reported(
     assert [(c.name, c.user, c.machine) for c in store.conflicts()] == [
         ("OLLAMA_HOST", "127.0.0.1:11500", "0.0.0.0")]
     assert store.machine_only() == {"OLLAMA_DEBUG": "1"}
+    assert store.notes("OLLAMA_HOST") == [
+        "HKLM also sets OLLAMA_HOST=0.0.0.0 for the whole machine: the task (this user) gets "
+        "the user value, services and other users the machine value"]
+    assert store.notes("OLLAMA_NUM_PARALLEL") == []
+
+
+def test_cli_env_set_reports_the_machine_value_it_does_not_override(
+        win: HostFacts, account: WindowsAccount, registry: FakeRegistry,
+        broadcaster: RecordingBroadcaster, monkeypatch: pytest.MonkeyPatch) -> None:
+    registry.set_value(HKLM, MACHINE_ENV_KEY, "OLLAMA_MODELS", RegValue("C:\\models"))
+    monkeypatch.setattr(hostmod, "detect", lambda root=Path("/"): win)
+    monkeypatch.setattr("ollamactl.cli.common.SystemRunner",
+                        lambda: RecordingRunner().on("schtasks", "/Query", returncode=1))
+    result = CliRunner().invoke(app, ["env", "set", "OLLAMA_MODELS", "D:\\models"])
+    assert result.exit_code == 0, result.output
+    assert "note: HKLM also sets OLLAMA_MODELS=C:\\models" in result.output
+    assert registry.values(HKCU, USER_ENV_KEY)["OLLAMA_MODELS"].data == "D:\\models"
 
 
 def test_a_setting_changed_after_the_server_started_is_found(
