@@ -53,8 +53,9 @@ def _environment() -> Any:
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
-        autoescape=jinja2.select_autoescape(enabled_extensions=("plist", "xml"),
-                                            default_for_string=False, default=False),
+        autoescape=jinja2.select_autoescape(
+            enabled_extensions=("plist", "xml", "plist.j2", "xml.j2"),
+            default_for_string=False, default=False),
     )
     env.filters["systemd_quote"] = systemd_quote
     env.filters["shell_quote"] = shlex.quote

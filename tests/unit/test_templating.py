@@ -53,3 +53,12 @@ def test_wheel_ships_templates_and_loads_them(tmp_path: Path) -> None:
     assert module_file.startswith(str(site))
     assert root == str(site / "ollamactl" / "templates")
     assert first_line == f"# {templating.MANAGED_HEADER}"
+
+
+def test_plist_and_xml_templates_autoescape() -> None:
+    env = templating._environment()
+    template = env.from_string("<string>{{ value }}</string>")
+    assert template.render(value="a<b&c") == "<string>a<b&c</string>"   # plain strings: off
+    for name in ("launchd/ollama.plist.j2", "windows/task.xml.j2", "x.plist", "y.xml"):
+        assert env.autoescape(name) is True, name
+    assert env.autoescape("systemd/ollama.service.j2") is False
