@@ -12,6 +12,8 @@ if ! command -v c++ >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1; then
   need_apt+=(build-essential)
 fi
 if ! command -v systemd-analyze >/dev/null 2>&1; then need_apt+=(systemd); fi
+# nginx: the expose tests run a real nginx in front of real servers (loopback only).
+if ! command -v nginx >/dev/null 2>&1 && [[ ! -x /usr/sbin/nginx ]]; then need_apt+=(nginx); fi
 if ((${#need_apt[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
     echo ">>> installing ${need_apt[*]} (apt)"
