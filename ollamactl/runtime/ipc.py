@@ -12,7 +12,8 @@ Server -> runner:
     {"t": "cancel", "id": 7}
 Runner -> server:
     {"t": "ready", "n_ctx": 4096, "n_ctx_train": 8192, "gpu_offload": false, "load_ns": 123}
-    {"t": "tok", "id": 7, "s": "text"}          one per sampled token (text may be "")
+    {"t": "toks", "items": [[7, "text"], [9, "te"]]}  one decode step: the text of each
+                                                 sequence's sampled token (text may be "")
     {"t": "done", "id": 7, "reason": "stop", "prompt_n": 9, "prompt_ns": 1, "eval_n": 8,
      "eval_ns": 2, "context": [ids] | null}
     {"t": "emb", "id": 8, "vectors": [[float, ...]], "prompt_n": 12}

@@ -126,7 +126,7 @@ class Inference:
             num_batch=int(options["num_batch"]), num_thread=int(options["num_thread"]),
             num_gpu=int(options["num_gpu"]),
             use_mmap=True if options.get("use_mmap") is None else bool(options["use_mmap"]),
-            flash_attention=bool(config.flash_attention))
+            flash_attention=config.flash_attention)
 
     def model_ref(self) -> ModelRef:
         info = gguf.read_metadata(self.model.model_path)

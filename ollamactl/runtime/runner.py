@@ -5,14 +5,13 @@ place llama_cpp is imported, so a crash in native code kills one runner, not the
 Requests arrive on stdin and replies leave on a private copy of stdout (fd 1 itself is pointed
 at stderr, so native code that prints cannot corrupt the protocol); see :mod:`ipc` for frames.
 
-Sequences carry their own id and sampling options. This version decodes them one at a time
-in arrival order; the slot bookkeeping (``n_parallel``, per-sequence ``n_ctx``) is already the
-shape continuous batching needs.
+Sequences carry their own id and sampling options. A generation runner serves up to
+``num_parallel`` of them at once with continuous batching (:mod:`batch`, :mod:`batch_loop`);
+an embedding runner serves its requests one at a time with llama-cpp-python's ``Llama``.
 """
 
 from __future__ import annotations
 
-import codecs
 import json
 import os
 import queue
@@ -43,7 +42,7 @@ class RunnerConfig:
     num_thread: int = 0          # 0 = physical cores
     num_gpu: int = -1            # layers on the GPU; -1 = all that the build can offload
     use_mmap: bool = True
-    flash_attention: bool = False
+    flash_attention: bool | None = None  # None = llama.cpp decides (auto)
     embedding: bool = False      # an embedding context (mean pooling); serves "embed" only
 
     def to_argv(self) -> list[str]:
@@ -105,7 +104,17 @@ class Runner:
             self.out.write(frame)
             self.out.flush()
 
+    def send_all(self, messages: Sequence[dict[str, Any]]) -> None:
+        """Several frames in one write (one step's tokens and endings)."""
+        data = b"".join(encode_frame(message) for message in messages)
+        with self.write_lock:
+            self.out.write(data)
+            self.out.flush()
+
     def load(self) -> None:
+        if not self.config.embedding:
+            self.load_engine()
+            return
         import llama_cpp
 
         cfg = self.config
@@ -117,7 +126,7 @@ class Runner:
             n_threads=cfg.num_thread or physical_cores(),
             n_gpu_layers=cfg.num_gpu,
             use_mmap=cfg.use_mmap,
-            flash_attn=cfg.flash_attention,
+            flash_attn=bool(cfg.flash_attention),
             embedding=cfg.embedding,
             pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN if cfg.embedding
             else llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED,
@@ -125,6 +134,24 @@ class Runner:
         )
         self.send({
             "t": "ready", "n_ctx": cfg.num_ctx, "n_ctx_train": self.llm._model.n_ctx_train(),
+            "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()) and cfg.num_gpu != 0,
+            "load_ns": time.perf_counter_ns() - started,
+        })
+
+    def load_engine(self) -> None:
+        """A generation runner: the continuous-batching engine (``self.llm`` tokenizes)."""
+        from ollamactl.runtime.batch import BatchEngine
+
+        cfg = self.config
+        started = time.perf_counter_ns()
+        self.llm = BatchEngine(
+            cfg.model_path, n_ctx=cfg.num_ctx, n_parallel=cfg.num_parallel,
+            n_batch=cfg.num_batch, n_threads=cfg.num_thread or physical_cores(),
+            n_gpu_layers=cfg.num_gpu, use_mmap=cfg.use_mmap, flash_attention=cfg.flash_attention)
+        import llama_cpp
+
+        self.send({
+            "t": "ready", "n_ctx": cfg.num_ctx, "n_ctx_train": self.llm.n_ctx_train,
             "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()) and cfg.num_gpu != 0,
             "load_ns": time.perf_counter_ns() - started,
         })
@@ -146,6 +173,11 @@ class Runner:
             self.requests.put(None)
 
     def serve(self) -> None:
+        if not self.config.embedding:
+            from ollamactl.runtime.batch_loop import serve_batched
+
+            serve_batched(self, self.llm)
+            return
         while (request := self.requests.get()) is not None:
             seq_id = int(request["id"])
             if seq_id in self.cancelled:
@@ -153,10 +185,9 @@ class Runner:
                 self.send({"t": "done", "id": seq_id, "reason": "cancel"})
                 continue
             try:
-                if request.get("t") == "embed":
-                    self.run_embed(seq_id, request)
-                else:
-                    self.run_sequence(seq_id, request)
+                if request.get("t") != "embed":
+                    raise ValueError("an embedding model cannot generate text")
+                self.run_embed(seq_id, request)
             except Exception as exc:  # one bad request must not end the runner
                 self.send({"t": "err", "id": seq_id, "msg": f"{type(exc).__name__}: {exc}"})
             finally:
@@ -191,67 +222,6 @@ class Runner:
         self.send({"t": "emb", "id": seq_id,
                    **embed_in_runner(self.llm, request["inputs"], num_ctx=self.config.num_ctx,
                                      truncate=bool(request.get("truncate", True)))})
-
-    def run_sequence(self, seq_id: int, request: dict[str, Any]) -> None:
-        import llama_cpp
-
-        from ollamactl.runtime.grammar import constrained_generate
-
-        opts = {**SAMPLING_DEFAULTS, **{k: v for k, v in request.get("options", {}).items()
-                                        if v is not None}}
-        llm = self.llm
-        tokens = self.fit_context(self.tokenize(request["segments"], request.get("context") or []),
-                                  int(opts["num_keep"]))
-        seed = int(opts["seed"])
-        llm.set_seed(seed if seed >= 0 else llama_cpp.LLAMA_DEFAULT_SEED)
-        repeat_last_n = int(opts["repeat_last_n"])
-        llm.last_n_tokens_size = self.config.num_ctx if repeat_last_n < 0 else repeat_last_n
-        num_predict = int(opts["num_predict"])
-        stopper = StopMatcher(opts["stop"] or [])
-        decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        vocab = llm._model.vocab
-        generated: list[int] = []
-        reason = "stop"
-        started = time.perf_counter_ns()
-        first_ns = 0
-        generator = constrained_generate(
-            llm, tokens, request.get("grammar"), top_k=int(opts["top_k"]),
-            top_p=float(opts["top_p"]),
-            min_p=float(opts["min_p"]), typical_p=float(opts["typical_p"]),
-            temp=float(opts["temperature"]), repeat_penalty=float(opts["repeat_penalty"]),
-            frequency_penalty=float(opts["frequency_penalty"]),
-            presence_penalty=float(opts["presence_penalty"]),
-        )
-        try:
-            for token in generator:
-                if not first_ns:
-                    first_ns = time.perf_counter_ns()
-                if seq_id in self.cancelled:
-                    reason = "cancel"
-                    break
-                if llama_cpp.llama_vocab_is_eog(vocab, token):
-                    break
-                generated.append(token)
-                text, hit = stopper.feed(decoder.decode(llm.detokenize([token])))
-                self.send({"t": "tok", "id": seq_id, "s": text})
-                if hit:
-                    break
-                if 0 <= num_predict <= len(generated) or \
-                        len(tokens) + len(generated) >= self.config.num_ctx:
-                    reason = "length"
-                    break
-        finally:
-            generator.close()
-        ended = time.perf_counter_ns()
-        tail = stopper.flush() + decoder.decode(b"", final=True) if reason != "cancel" else ""
-        if tail:
-            self.send({"t": "tok", "id": seq_id, "s": tail})
-        self.send({
-            "t": "done", "id": seq_id, "reason": reason,
-            "prompt_n": len(tokens), "prompt_ns": (first_ns or ended) - started,
-            "eval_n": len(generated), "eval_ns": ended - (first_ns or ended),
-            "context": tokens + generated if request.get("want_context") else None,
-        })
 
 
 def main(argv: Sequence[str]) -> int:

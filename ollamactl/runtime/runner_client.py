@@ -128,6 +128,10 @@ class RunnerProcess:
                         bool(message["gpu_offload"]), int(message["load_ns"])))
                 elif kind == "fatal" and self.ready and not self.ready.done():
                     self.ready.set_exception(RunnerFailed(str(message["msg"])))
+                elif kind == "toks":    # one decode step: a token's text per sequence
+                    for seq_id, text in message["items"]:
+                        if (seq := self.sequences.get(seq_id)) is not None:
+                            seq.put_nowait({"t": "tok", "s": text})
                 elif (seq := self.sequences.get(int(message.get("id", 0)))) is not None:
                     seq.put_nowait(message)
         except (asyncio.IncompleteReadError, ProtocolError, ConnectionError) as exc:

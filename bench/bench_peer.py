@@ -1,0 +1,363 @@
+"""`ollamactl serve` side by side with llama.cpp's own `llama-server`, same model and settings.
+
+The peer is built from the llama.cpp sources vendored in the llama-cpp-python sdist (the same
+version the venv runs) with a CPU-only cmake build of the `llama-server` target, in a cache
+folder outside the repository (default ~/.cache/ollamactl-bench; reused when present). Both
+servers get SmolLM2-135M (Q4_1), the same context per slot, slots (4), batch size, thread count
+and greedy decoding of the same raw prompt; every round measures peer and ours alternately:
+
+- single stream: decode tok/s ((tokens-1) / first-to-last chunk) and warm TTFT;
+- aggregate tok/s with 1, 4 and 8 concurrent clients (tokens of all requests / wall time);
+- cold start to first token: process start -> first streamed token (ours also: model not
+  loaded, server up -> first token, i.e. runner spawn + load + first token);
+- idle RSS of our server with no model loaded.
+
+It prints a table with our/peer ratios and appends one JSON line per run to
+bench/results/peer.jsonl.
+
+    .venv/bin/python bench/bench_peer.py --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psutil
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ollamactl.runtime.runner import physical_cores  # noqa: E402
+from tests.integration.server_process import (  # noqa: E402
+    SMOLLM2,
+    free_port,
+    make_store,
+    running_server,
+    smollm2_gguf,
+)
+
+VERSION = "0.3.36"
+PROMPT = ("<|im_start|>user\nWrite a long story about a lighthouse keeper and a storm."
+          "<|im_end|>\n<|im_start|>assistant\n")
+CMAKE_FLAGS = [
+    "-DCMAKE_BUILD_TYPE=Release", "-DBUILD_SHARED_LIBS=OFF", "-DGGML_NATIVE=ON",
+    "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_TOOLS=ON",
+    "-DLLAMA_BUILD_SERVER=ON", "-DLLAMA_BUILD_UI=OFF", "-DLLAMA_USE_PREBUILT_UI=OFF",
+    "-DLLAMA_OPENSSL=OFF", "-DLLAMA_CURL=OFF",
+]
+Sample = dict[str, float]
+
+
+# -- the peer -----------------------------------------------------------------------------
+
+def build_peer(cache: Path) -> Path:
+    """`llama-server` built from the sdist's llama.cpp; reused when already built."""
+    binary = cache / f"build-{VERSION}" / "bin" / "llama-server"
+    if binary.exists():
+        return binary
+    cache.mkdir(parents=True, exist_ok=True)
+    source = cache / f"llama_cpp_python-{VERSION}"
+    if not source.exists():
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-binary", ":all:",
+                        "--no-deps", f"llama-cpp-python=={VERSION}", "-d", str(cache / "sdist")],
+                       check=True)
+        with tarfile.open(cache / "sdist" / f"llama_cpp_python-{VERSION}.tar.gz") as archive:
+            archive.extractall(cache, filter="data")
+    generator = ["-G", "Ninja"] if shutil.which("ninja") else []
+    print(f"building llama-server in {cache} (several minutes on 2 cores)...", file=sys.stderr)
+    subprocess.run(["cmake", "-S", str(source / "vendor" / "llama.cpp"), "-B",
+                    str(binary.parent.parent), *generator, *CMAKE_FLAGS], check=True)
+    subprocess.run(["cmake", "--build", str(binary.parent.parent), "--target", "llama-server",
+                    "-j", str(os.cpu_count() or 2)], check=True)
+    return binary
+
+
+def peer_argv(binary: Path, port: int, args: argparse.Namespace) -> list[str]:
+    return [str(binary), "-m", str(smollm2_gguf()), "--host", "127.0.0.1", "--port", str(port),
+            "-c", str(args.num_ctx * args.parallel), "-np", str(args.parallel),
+            "-b", "512", "-t", str(args.threads), "--no-webui"]
+
+
+@contextmanager
+def running_peer(binary: Path, args: argparse.Namespace, log: Path) -> Iterator[str]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(peer_argv(binary, port, args), stdout=out,
+                                stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    if requests.get(f"{url}/health", timeout=1).ok:
+                        break
+                except requests.ConnectionError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"llama-server did not start: {log.read_text()[-2000:]}")
+                time.sleep(0.05)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+
+
+# -- one streamed request, either flavour -------------------------------------------------
+
+def stream_ours(session: requests.Session, url: str, tokens: int) -> Sample:
+    body = {"model": SMOLLM2, "prompt": PROMPT, "raw": True, "stream": True,
+            "options": {"temperature": 0, "num_predict": tokens, "repeat_penalty": 1.0}}
+    sent = time.perf_counter()
+    stamps: list[float] = []
+    count = 0
+    with session.post(f"{url}/api/generate", json=body, stream=True, timeout=300) as reply:
+        reply.raise_for_status()
+        for line in reply.iter_lines():
+            item = json.loads(line)
+            if item.get("done"):
+                count = int(item.get("eval_count", 0))
+            elif item.get("response"):
+                stamps.append(time.perf_counter())
+    return _sample(sent, stamps, count or len(stamps))
+
+
+def stream_peer(session: requests.Session, url: str, tokens: int) -> Sample:
+    body = {"prompt": PROMPT, "n_predict": tokens, "temperature": 0, "stream": True,
+            "repeat_penalty": 1.0, "cache_prompt": True}
+    sent = time.perf_counter()
+    stamps: list[float] = []
+    count = 0
+    with session.post(f"{url}/completion", json=body, stream=True, timeout=300) as reply:
+        reply.raise_for_status()
+        for line in reply.iter_lines():
+            if not line.startswith(b"data: "):
+                continue
+            item = json.loads(line[6:])
+            if item.get("content"):
+                stamps.append(time.perf_counter())
+            if item.get("stop"):
+                count = int(item.get("tokens_predicted", 0))
+    return _sample(sent, stamps, count or len(stamps))
+
+
+def _sample(sent: float, stamps: list[float], count: int) -> Sample:
+    if len(stamps) < 2:
+        raise RuntimeError("the server streamed fewer than two tokens")
+    return {"ttft": stamps[0] - sent, "decode": (len(stamps) - 1) / (stamps[-1] - stamps[0]),
+            "tokens": float(count), "first": stamps[0]}
+
+
+Streamer = Callable[[requests.Session, str, int], Sample]
+
+
+def single(stream: Streamer, url: str, tokens: int) -> Sample:
+    with requests.Session() as session:
+        return stream(session, url, tokens)
+
+
+def aggregate(stream: Streamer, url: str, clients: int, tokens: int, per_client: int) -> float:
+    """Tokens per second of ``clients`` streams, each sending ``per_client`` requests."""
+    def client() -> float:
+        with requests.Session() as session:
+            return sum(stream(session, url, tokens)["tokens"] for _ in range(per_client))
+
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        total = sum(pool.map(lambda _: client(), range(clients)))
+    return total / (time.perf_counter() - started)
+
+
+# -- cold start and RSS -------------------------------------------------------------------
+
+def first_token_after_start(argv: list[str], url: str, stream: Streamer,
+                            env: dict[str, str] | None = None) -> float:
+    """Seconds from process start to the first streamed token (the process is stopped)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with requests.Session() as session:
+            while True:
+                try:
+                    return stream(session, url, 2)["first"] - started
+                except (requests.ConnectionError, requests.HTTPError):
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"{argv[0]} exited early") from None
+                    time.sleep(0.01)
+    finally:
+        children = psutil.Process(proc.pid).children(recursive=True)
+        proc.terminate()
+        proc.wait(timeout=20)
+        psutil.wait_procs(children, timeout=10)
+
+
+def ours_env(models: Path, port: int, args: argparse.Namespace) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OLLAMA_")}
+    env.update(ours_settings(args), OLLAMA_HOST=f"127.0.0.1:{port}", OLLAMA_MODELS=str(models),
+               NO_PROXY="*")
+    return env
+
+
+def ours_settings(args: argparse.Namespace) -> dict[str, str]:
+    return {"OLLAMA_NUM_PARALLEL": str(args.parallel), "OLLAMA_KEEP_ALIVE": "-1",
+            "OLLAMA_CONTEXT_LENGTH": str(args.num_ctx)}
+
+
+def ours_cold(models: Path, args: argparse.Namespace) -> tuple[float, float, float]:
+    """(process start -> first token, model load -> first token, idle RSS in MiB)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = ours_env(models, port, args)
+    cold = first_token_after_start([sys.executable, "-m", "ollamactl", "serve"], url,
+                                   stream_ours, env)
+    proc = subprocess.Popen([sys.executable, "-m", "ollamactl", "serve"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while True:
+            try:
+                requests.get(f"{url}/api/version", timeout=1).raise_for_status()
+                break
+            except requests.ConnectionError:
+                time.sleep(0.02)
+        time.sleep(0.5)
+        rss = psutil.Process(proc.pid).memory_info().rss / 2**20
+        started = time.perf_counter()
+        with requests.Session() as session:
+            load = stream_ours(session, url, 2)["first"] - started
+    finally:
+        children = psutil.Process(proc.pid).children(recursive=True)
+        proc.terminate()
+        proc.wait(timeout=20)
+        psutil.wait_procs(children, timeout=10)
+    return cold, load, rss
+
+
+# -- the run ------------------------------------------------------------------------------
+
+def measure(label: str, stream: Streamer, url: str, args: argparse.Namespace) -> dict[str, float]:
+    one = [single(stream, url, args.tokens) for _ in range(2)]
+    result = {"decode": statistics.median(s["decode"] for s in one),
+              "ttft_ms": 1000 * statistics.median(s["ttft"] for s in one)}
+    for clients in (1, 4, 8):
+        result[f"agg{clients}"] = aggregate(stream, url, clients, args.tokens, args.per_client)
+    print(f"  {label}: " + ", ".join(f"{k} {v:.1f}" for k, v in result.items()),
+          file=sys.stderr)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--per-client", type=int, default=2,
+                        help="requests each concurrent client sends in a row")
+    parser.add_argument("--num-ctx", type=int, default=2048, help="context per slot")
+    parser.add_argument("--parallel", type=int, default=4, help="slots (-np / NUM_PARALLEL)")
+    parser.add_argument("--threads", type=int, default=physical_cores())
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "ollamactl-bench")
+    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "peer.jsonl")
+    args = parser.parse_args()
+
+    binary = build_peer(args.cache)
+    peer_runs: list[dict[str, float]] = []
+    our_runs: list[dict[str, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        make_store(root / "models")
+        with running_peer(binary, args, root / "peer.log") as peer_url, \
+                running_server(root / "models", ours_settings(args), root / "ours.log") as (
+                    our_url, _proc):
+            single(stream_peer, peer_url, 8)   # warm up both (ours loads its model here)
+            single(stream_ours, our_url, 8)
+            for round_no in range(args.rounds):
+                print(f"round {round_no + 1}/{args.rounds}", file=sys.stderr)
+                sides = [("peer", stream_peer, peer_url, peer_runs),
+                         ("ours", stream_ours, our_url, our_runs)]
+                for label, stream, url, runs in sides if round_no % 2 == 0 else sides[::-1]:
+                    runs.append(measure(label, stream, url, args))
+        colds: list[tuple[float, float, float]] = []
+        peer_colds: list[float] = []
+        for _ in range(args.rounds):
+            port = free_port()
+            peer_colds.append(first_token_after_start(
+                peer_argv(binary, port, args), f"http://127.0.0.1:{port}", stream_peer))
+            colds.append(ours_cold(root / "models", args))
+
+    med = statistics.median
+    keys = ["decode", "ttft_ms", "agg1", "agg4", "agg8"]
+    peer = {k: med(r[k] for r in peer_runs) for k in keys}
+    ours = {k: med(r[k] for r in our_runs) for k in keys}
+    peer["cold_s"] = med(peer_colds)
+    ours["cold_s"] = med(c[0] for c in colds)
+    ours["load_first_token_s"] = med(c[1] for c in colds)
+    ours["idle_rss_mib"] = med(c[2] for c in colds)
+    record = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": machine(), "model": "SmolLM2-135M-Instruct Q4_1", "tokens": args.tokens,
+        "num_ctx": args.num_ctx, "parallel": args.parallel, "threads": args.threads,
+        "rounds": args.rounds, "peer": peer, "ours": ours,
+    }
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    with args.results.open("a") as out:
+        out.write(json.dumps(record) + "\n")
+    print_table(record)
+    return 0
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = psutil.cpu_count(logical=False)
+    ram = psutil.virtual_memory().total / 2**30
+    return f"{cpu}, {cores} physical cores, {ram:.0f} GiB RAM, {platform.system()}"
+
+
+def print_table(record: dict[str, Any]) -> None:
+    peer, ours = record["peer"], record["ours"]
+    rows = [
+        ("single-stream decode (tok/s)", "decode", True, ">= 0.95"),
+        ("warm TTFT, 1 client (ms)", "ttft_ms", False, "<= 1.2"),
+        ("aggregate, 1 client (tok/s)", "agg1", True, ""),
+        ("aggregate, 4 clients (tok/s)", "agg4", True, ">= 1.0"),
+        ("aggregate, 8 clients (tok/s)", "agg8", True, ">= 1.0"),
+        ("cold start -> first token (s)", "cold_s", False, ""),
+    ]
+    print(f"{record['date']}  {record['machine']}")
+    print(f"{record['model']}, {record['tokens']} tokens, greedy, num_ctx {record['num_ctx']} "
+          f"per slot, {record['parallel']} slots, {record['threads']} threads, "
+          f"{record['rounds']} alternating rounds (medians)")
+    print("| figure | llama-server | ollamactl | ours/peer | target |")
+    print("|---|---|---|---|---|")
+    for title, key, _higher, target in rows:
+        print(f"| {title} | {peer[key]:.2f} | {ours[key]:.2f} | {ours[key] / peer[key]:.2f} | "
+              f"{target} |")
+    print(f"| ollamactl: model load -> first token (s) | | {ours['load_first_token_s']:.2f} | "
+          "| <= 1.0 |")
+    print(f"| ollamactl: idle server RSS, no model (MiB) | | {ours['idle_rss_mib']:.1f} | "
+          "| <= 80 |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
