@@ -58,6 +58,7 @@ MESSAGE_ROLES = ("system", "user", "assistant", "tool")
 _DIGEST_RE = re.compile(r"^sha256[:-]([0-9a-fA-F]{64})$")
 _BLOB_NAME_RE = re.compile(r"^sha256-[0-9a-f]{64}$")
 _TEMP_PREFIX = ".tmp-"
+PARTIAL_SUFFIX = "-partial"  # registry downloads in progress: blobs/sha256-<hex>-partial
 
 
 class InvalidDigest(ModelError):
@@ -738,13 +739,15 @@ class Store:
             if path.is_dir():
                 continue
             name = path.name
-            if _BLOB_NAME_RE.match(name):
-                digest = "sha256:" + name[len("sha256-"):]
+            blob_name = name.removesuffix(PARTIAL_SUFFIX)
+            if _BLOB_NAME_RE.match(blob_name):
                 try:
                     old = now - path.stat().st_mtime > older_than_s
                 except OSError:
                     continue
-                if digest in referenced or not old:
+                if not old:  # fresh orphans, and partial downloads a restarted pull resumes
+                    continue
+                if name == blob_name and "sha256:" + name[len("sha256-"):] in referenced:
                     continue
             with contextlib.suppress(OSError):
                 path.unlink()

@@ -121,13 +121,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     classes: dict[str, Any] = dict(previous.get("classes", {}))
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     for cls in sorted({rec.cls for rec in ran.values()}):
-        classes[cls] = {
-            "title": CLASSES[cls], "run_at": now,
-            "tests": {name.split("::", 1)[1]: {
-                "outcome": rec.outcome, "inputs": rec.inputs, "faults": rec.faults,
-                "load": rec.load, "duration_s": rec.duration_s, "detail": rec.detail,
-            } for name, rec in sorted(ran.items()) if rec.cls == cls},
-        }
+        tests = dict(classes.get(cls, {}).get("tests", {}))  # a partial run updates its tests
+        tests.update({name.split("::", 1)[1]: {
+            "outcome": rec.outcome, "inputs": rec.inputs, "faults": rec.faults,
+            "load": rec.load, "duration_s": rec.duration_s, "detail": rec.detail, "run_at": now,
+        } for name, rec in sorted(ran.items()) if rec.cls == cls})
+        classes[cls] = {"title": CLASSES[cls], "run_at": now, "tests": tests}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"classes": classes}, indent=1, sort_keys=True) + "\n")
 
