@@ -13,5 +13,5 @@ echo ">>> ollamactl install --yes   (systemd where it runs, ollamactl's watchdog
 $SUDO $OLLAMACTL install --yes
 echo ">>> ollamactl status"
 $OLLAMACTL status
-echo ">>> ollamactl run smollm2:135m \"Why is the sky blue? One sentence.\""
-$OLLAMACTL run smollm2:135m "Why is the sky blue? One sentence."
+echo ">>> ollamactl run smollm2:135m \"Why is the sky blue?\""
+$OLLAMACTL run smollm2:135m "Why is the sky blue?"
