@@ -19,6 +19,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from ollamactl import __version__
 from ollamactl.errors import ModelError, OllamactlError
@@ -535,6 +536,8 @@ async def post_blob(request: Request, digest: str) -> Response:
                                        limiter=limiter)
     except UploadStalled:
         raise ApiError(408, f"upload sent nothing for {BLOB_IDLE_TIMEOUT_S:.0f} s") from None
+    except ClientDisconnect:  # the temp file is gone already; nobody is left to answer
+        return Response(status_code=400)
     except DigestMismatch as exc:
         raise ApiError(400, str(exc)) from None
     except ModelError as exc:
