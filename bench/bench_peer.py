@@ -63,6 +63,7 @@ CMAKE_FLAGS = [
     "-DLLAMA_OPENSSL=OFF", "-DLLAMA_CURL=OFF",
 ]
 Sample = dict[str, float]
+FRESH = {"Connection": "close"}  # one connection per request, the same for both servers
 
 
 # -- the peer -----------------------------------------------------------------------------
@@ -121,13 +122,14 @@ def running_peer(binary: Path, args: argparse.Namespace, log: Path) -> Iterator[
 
 # -- one streamed request, either flavour -------------------------------------------------
 
-def stream_ours(session: requests.Session, url: str, tokens: int) -> Sample:
+def stream_ours(url: str, tokens: int) -> Sample:
     body = {"model": SMOLLM2, "prompt": PROMPT, "raw": True, "stream": True,
             "options": {"temperature": 0, "num_predict": tokens, "repeat_penalty": 1.0}}
     sent = time.perf_counter()
     stamps: list[float] = []
     count = 0
-    with session.post(f"{url}/api/generate", json=body, stream=True, timeout=300) as reply:
+    with requests.post(f"{url}/api/generate", json=body, stream=True, timeout=300,
+                       headers=FRESH) as reply:
         reply.raise_for_status()
         for line in reply.iter_lines():
             item = json.loads(line)
@@ -138,13 +140,14 @@ def stream_ours(session: requests.Session, url: str, tokens: int) -> Sample:
     return _sample(sent, stamps, count or len(stamps))
 
 
-def stream_peer(session: requests.Session, url: str, tokens: int) -> Sample:
+def stream_peer(url: str, tokens: int) -> Sample:
     body = {"prompt": PROMPT, "n_predict": tokens, "temperature": 0, "stream": True,
             "repeat_penalty": 1.0, "cache_prompt": True}
     sent = time.perf_counter()
     stamps: list[float] = []
     count = 0
-    with session.post(f"{url}/completion", json=body, stream=True, timeout=300) as reply:
+    with requests.post(f"{url}/completion", json=body, stream=True, timeout=300,
+                       headers=FRESH) as reply:
         reply.raise_for_status()
         for line in reply.iter_lines():
             if not line.startswith(b"data: "):
@@ -164,19 +167,17 @@ def _sample(sent: float, stamps: list[float], count: int) -> Sample:
             "tokens": float(count), "first": stamps[0]}
 
 
-Streamer = Callable[[requests.Session, str, int], Sample]
+Streamer = Callable[[str, int], Sample]
 
 
 def single(stream: Streamer, url: str, tokens: int) -> Sample:
-    with requests.Session() as session:
-        return stream(session, url, tokens)
+    return stream(url, tokens)
 
 
 def aggregate(stream: Streamer, url: str, clients: int, tokens: int, per_client: int) -> float:
     """Tokens per second of ``clients`` streams, each sending ``per_client`` requests."""
     def client() -> float:
-        with requests.Session() as session:
-            return sum(stream(session, url, tokens)["tokens"] for _ in range(per_client))
+        return sum(stream(url, tokens)["tokens"] for _ in range(per_client))
 
     started = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(clients) as pool:
@@ -192,14 +193,13 @@ def first_token_after_start(argv: list[str], url: str, stream: Streamer,
     started = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        with requests.Session() as session:
-            while True:
-                try:
-                    return stream(session, url, 2)["first"] - started
-                except (requests.ConnectionError, requests.HTTPError):
-                    if proc.poll() is not None:
-                        raise RuntimeError(f"{argv[0]} exited early") from None
-                    time.sleep(0.01)
+        while True:
+            try:
+                return stream(url, 2)["first"] - started
+            except (requests.ConnectionError, requests.HTTPError):
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{argv[0]} exited early") from None
+                time.sleep(0.01)
     finally:
         children = psutil.Process(proc.pid).children(recursive=True)
         proc.terminate()
@@ -238,8 +238,7 @@ def ours_cold(models: Path, args: argparse.Namespace) -> tuple[float, float, flo
         time.sleep(0.5)
         rss = psutil.Process(proc.pid).memory_info().rss / 2**20
         started = time.perf_counter()
-        with requests.Session() as session:
-            load = stream_ours(session, url, 2)["first"] - started
+        load = stream_ours(url, 2)["first"] - started
     finally:
         children = psutil.Process(proc.pid).children(recursive=True)
         proc.terminate()
