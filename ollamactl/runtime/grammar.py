@@ -5,8 +5,9 @@ Two halves that meet in a plain JSON *constraint* sent with each runner request:
 - server side (no llama_cpp): :func:`check_format` turns a request's ``format`` into a
   constraint or a 400 with Ollama's message; :func:`tools_constraint` describes the tools whose
   calls must follow their schemas;
-- runner side: :func:`compile_constraint` builds GBNF with llama_cpp's JSON-Schema converter
-  and :func:`constrained_generate` decodes under it. The server never imports llama_cpp.
+- runner side: :func:`compile_constraint` builds GBNF with llama_cpp's JSON-Schema converter;
+  the batching engine (``batch.py``) puts it in each sequence's sampler chain (lazy grammars
+  with their trigger words). The server never imports llama_cpp.
 
 Constraint shapes (JSON):
     {"kind": "json"}                                any JSON object
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,91 +145,3 @@ def compile_constraint(spec: Mapping[str, Any]) -> CompiledConstraint:
             AT_START: f"{base}\nroot ::= call-body",
         })
     raise ValueError(f"unknown constraint kind {kind!r}")
-
-
-def _find_trigger(pending: bytes, *, at_start: bool,
-                  triggers: Mapping[bytes, str]) -> tuple[int, str] | None:
-    """Where the earliest trigger in ``pending`` ends, and the grammar it starts."""
-    hits = [(pending.find(t), t) for t in triggers if t != AT_START.encode() and t in pending]
-    if at_start and pending.lstrip().startswith(AT_START.encode()):
-        hits.append((len(pending) - len(pending.lstrip()), AT_START.encode()))
-    if not hits:
-        return None
-    at, trigger = min(hits)
-    return at + len(trigger), triggers[trigger]
-
-
-def _held_back(pending: bytes, *, at_start: bool, triggers: Sequence[bytes]) -> int:
-    """How many trailing bytes of ``pending`` could still become a trigger."""
-    if at_start and not pending.strip():
-        return len(pending)
-    best = 0
-    for trigger in triggers:
-        for size in range(min(len(trigger) - 1, len(pending)), 0, -1):
-            if pending.endswith(trigger[:size]):
-                best = max(best, size)
-                break
-    return best
-
-
-def constrained_generate(llm: Any, tokens: Sequence[int], spec: Mapping[str, Any] | None,
-                         **sampling: Any) -> Generator[int, None, None]:
-    """``llm.generate`` under a constraint; yields token ids like it (runner process only).
-
-    A lazy constraint holds back tokens that might begin a trigger; when a trigger appears,
-    the text up to it is re-tokenized, yielded, and decoding goes on under that trigger's
-    grammar from the same KV-cache prefix.
-    """
-    from llama_cpp.llama_grammar import LlamaGrammar
-
-    if not spec:
-        yield from llm.generate(tokens, **sampling)
-        return
-    compiled = compile_constraint(spec)
-    if compiled.full is not None:
-        grammar = LlamaGrammar.from_string(compiled.full, verbose=False)
-        yield from llm.generate(tokens, grammar=grammar, **sampling)
-        return
-    yield from _lazy_generate(llm, list(tokens), compiled.lazy, sampling)
-
-
-def _lazy_generate(llm: Any, prompt: list[int], lazy: Mapping[str, str],
-                   sampling: Mapping[str, Any]) -> Generator[int, None, None]:
-    import llama_cpp
-    from llama_cpp.llama_grammar import LlamaGrammar
-
-    vocab = llm._model.vocab
-    triggers = {t.encode(): gbnf for t, gbnf in lazy.items()}
-    plain_triggers = [t for t in triggers if t != AT_START.encode()]
-    emitted: list[int] = []
-    at_start = AT_START in lazy
-    held: list[tuple[int, bytes]] = []
-    inner = llm.generate(prompt, **sampling)
-    try:
-        for token in inner:
-            if llama_cpp.llama_vocab_is_eog(vocab, token):
-                yield from (t for t, _ in held)
-                yield token
-                return
-            held.append((token, llm.detokenize([token])))
-            pending = b"".join(piece for _, piece in held)
-            hit = _find_trigger(pending, at_start=at_start, triggers=triggers)
-            if hit is not None:
-                end, gbnf = hit
-                inner.close()
-                forced = llm.tokenize(pending[:end], add_bos=False, special=True)
-                yield from forced
-                grammar = LlamaGrammar.from_string(gbnf, verbose=False)
-                yield from llm.generate(prompt + emitted + forced, grammar=grammar, **sampling)
-                return
-            keep = _held_back(pending, at_start=at_start, triggers=plain_triggers)
-            while held and len(pending) - len(held[0][1]) >= keep:
-                token_out, piece = held.pop(0)
-                pending = pending[len(piece):]
-                emitted.append(token_out)
-                if piece.strip():
-                    at_start = False
-                yield token_out
-        yield from (t for t, _ in held)
-    finally:
-        inner.close()
