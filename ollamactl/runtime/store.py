@@ -51,6 +51,7 @@ MEDIA_LICENSE = MEDIA_PREFIX + "license"
 
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_TEXT_LAYER_BYTES = 16 << 20
+MODELS_CACHED = 64  # parsed manifests kept by Store (one entry per model name)
 PRUNE_AGE_S = 3600.0
 CHUNK_BYTES = 1 << 20
 MESSAGE_ROLES = ("system", "user", "assistant", "tool")
@@ -271,6 +272,10 @@ class Store:
         self.root = Path(root)
         self.manifests_dir = self.root / "manifests"
         self.blobs_dir = self.root / "blobs"
+        # Parsed models by manifest path, valid while the manifest's (inode, size, mtime) hold:
+        # layers are content-addressed, so an unchanged manifest means an unchanged model and
+        # a request skips re-reading its layers and re-listing its tensors.
+        self._models: dict[Path, tuple[tuple[int, int, int], LocalModel]] = {}
 
     # ----- blobs -------------------------------------------------------------------------------
 
@@ -406,6 +411,20 @@ class Store:
     def _load(self, name: ModelName, path: Path) -> LocalModel:
         try:
             stat = path.stat()
+        except OSError as exc:
+            raise ModelError(f"cannot read manifest of '{name.display}': {exc.strerror}") from exc
+        key = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        cached = self._models.get(path)
+        if cached is not None and cached[0] == key and cached[1].model_path.is_file():
+            return cached[1]
+        model = self._parse(name, path, stat)
+        if len(self._models) >= MODELS_CACHED:
+            self._models.pop(next(iter(self._models)))
+        self._models[path] = (key, model)
+        return model
+
+    def _parse(self, name: ModelName, path: Path, stat: os.stat_result) -> LocalModel:
+        try:
             if stat.st_size > MAX_MANIFEST_BYTES:
                 raise ModelError(f"manifest of '{name.display}' is too large")
             raw_bytes = path.read_bytes()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from ollamactl.errors import ModelError
 from ollamactl.runtime.gguf import InvalidGGUF
 from ollamactl.runtime.names import InvalidModelName
 from ollamactl.runtime.store import (
@@ -134,6 +135,19 @@ def test_resolve_reads_everything_back(store_with_model: tuple[Store, str]) -> N
     assert model.size == manifest["config"]["size"] + sum(
         layer["size"] for layer in manifest["layers"])
     assert model.modified_at.tzinfo is not None
+
+
+def test_resolve_reuses_a_parsed_model_until_its_manifest_or_weights_change(
+        store_with_model: tuple[Store, str]) -> None:
+    store, digest = store_with_model
+    first = store.resolve("tiny:1")
+    assert store.resolve("TINY:1") is first           # unchanged manifest: parsed once
+    store.create("tiny:1", from_model="tiny:1", system="changed")
+    again = store.resolve("tiny:1")
+    assert again is not first and again.system == "changed"
+    store.blob_path(digest).unlink()
+    with pytest.raises(ModelError, match="weights of 'tiny:1' are missing"):
+        store.resolve("tiny:1")
 
 
 def test_resolve_errors(store_with_model: tuple[Store, str]) -> None:
