@@ -18,11 +18,16 @@ import queue
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from ollamactl.runtime.ipc import HEADER, decode_payload, encode_frame, frame_length
+
+# Tokenized prompt segments kept per runner (LRU), each at most this long.
+SEGMENT_CACHE_ENTRIES = 256
+SEGMENT_CACHE_MAX_CHARS = 32 * 1024
 
 SAMPLING_DEFAULTS: dict[str, Any] = {
     "num_predict": -1, "temperature": 0.8, "top_k": 40, "top_p": 0.9, "min_p": 0.0,
@@ -97,6 +102,7 @@ class Runner:
         self.requests: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.cancelled: set[int] = set()
         self.llm: Any = None
+        self.segment_tokens: OrderedDict[tuple[str, bool, bool], tuple[int, ...]] = OrderedDict()
 
     def send(self, message: dict[str, Any]) -> None:
         frame = encode_frame(message)
@@ -199,13 +205,27 @@ class Runner:
         for text, parse_special in segments:
             if not text:
                 continue
-            tokens += self.llm.tokenize(str(text).encode(), add_bos=not tokens,
-                                        special=bool(parse_special))
+            tokens += self._tokenize_segment(str(text), not tokens, bool(parse_special))
         bos = self.llm.token_bos()
         while len(tokens) > 1 and tokens[0] == bos and tokens[1] == bos:
             del tokens[0]
         if not tokens:
             tokens = [bos]
+        return tokens
+
+    def _tokenize_segment(self, text: str, add_bos: bool, special: bool) -> tuple[int, ...]:
+        """Tokens of one prompt segment, remembered: a conversation resends its earlier turns
+        and its system prompt with every request, and tokenizing is on the time to first token."""
+        key = (text, add_bos, special)
+        tokens = self.segment_tokens.get(key)
+        if tokens is None:
+            tokens = tuple(self.llm.tokenize(text.encode(), add_bos=add_bos, special=special))
+            if len(text) <= SEGMENT_CACHE_MAX_CHARS:
+                if len(self.segment_tokens) >= SEGMENT_CACHE_ENTRIES:
+                    self.segment_tokens.popitem(last=False)
+                self.segment_tokens[key] = tokens
+        else:
+            self.segment_tokens.move_to_end(key)
         return tokens
 
     def fit_context(self, tokens: list[int], num_keep: int) -> list[int]:
