@@ -6,7 +6,9 @@ Follows Ollama's server/sched.go where it matters to users:
   num_gpu, num_thread, use_mmap) differ from the loaded runner's reloads it;
 - OLLAMA_NUM_PARALLEL slots per runner (its context holds num_ctx x parallel); requests beyond
   that wait for a slot, and every request that waits (for a load or for a slot) counts against
-  OLLAMA_MAX_QUEUE: one more is refused at once with Ollama's 503 text;
+  OLLAMA_MAX_QUEUE: one more is refused at once with Ollama's 503 text. Up to NUM_PARALLEL of
+  the waiting requests already wait inside the runner (``RUNNER_QUEUE_FACTOR``), so the runner
+  refills a slot in the same step that frees it instead of idling for a round trip;
 - OLLAMA_MAX_LOADED_MODELS and predicted memory (GGUF header) against free RAM/VRAM decide when
   to evict; the victim is the idle runner with the shortest keep_alive, then by path (not LRU);
   when none is idle the shortest is marked to unload after its requests and the load waits;
@@ -32,6 +34,10 @@ from ollamactl.runtime.runner_client import ReadyInfo, RunnerFailed, RunnerProce
 log = logging.getLogger(__name__)
 
 QUEUE_FULL_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
+
+# A runner holds up to NUM_PARALLEL x this sequences: the ones beyond its slots wait in its own
+# queue (they still count as pending against OLLAMA_MAX_QUEUE).
+RUNNER_QUEUE_FACTOR = 2
 
 
 class QueueFull(Exception):
@@ -77,10 +83,16 @@ class Loaded:
     slots: asyncio.Semaphore
     size_bytes: int
     refcount: int = 0
+    leased: int = 0                  # requests holding a lease: running or queued in the runner
     expires_at: float = 0.0          # wall clock, seconds; math.inf = forever
     unloading: bool = False
     timer: asyncio.TimerHandle | None = None
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def queued(self) -> int:
+        """Leased requests that wait in the runner's own queue for a slot."""
+        return max(0, self.leased - self.config.num_parallel)
 
     @property
     def size_vram_bytes(self) -> int:
@@ -113,11 +125,16 @@ class Scheduler:
         self.memory = memory
         self.spawn = spawn
         self.loaded: dict[Path, Loaded] = {}
-        self.pending = 0
+        self.waiting = 0                 # requests waiting for a load or for a lease
         self._load_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- acquiring and releasing --------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Requests that wait (OLLAMA_MAX_QUEUE): for a load, a lease, or in a runner's queue."""
+        return self.waiting + sum(item.queued for item in self.loaded.values())
 
     async def acquire(self, ref: ModelRef, config: RunnerConfig,
                       keep_alive_s: float | None) -> Lease:
@@ -131,7 +148,7 @@ class Scheduler:
         if self.pending >= self.config.max_queue:
             raise QueueFull
         started = time.perf_counter_ns()
-        self.pending += 1
+        self.waiting += 1
         try:
             loaded = await self._get_runner(ref, config, keep_alive_s)
             try:
@@ -139,11 +156,13 @@ class Scheduler:
             except BaseException:
                 self._drop_ref(loaded)
                 raise
+            loaded.leased += 1
         finally:
-            self.pending -= 1
+            self.waiting -= 1
         return Lease(loaded, time.perf_counter_ns() - started)
 
     def release(self, lease: Lease) -> None:
+        lease.loaded.leased -= 1
         lease.loaded.slots.release()
         self._drop_ref(lease.loaded)
 
@@ -218,7 +237,8 @@ class Scheduler:
         ready = await process.start(self.config.load_timeout_s)
         loaded = Loaded(ref=ref, config=config, process=process, ready=ready,
                         keep_alive_s=self.config.default_keep_alive_s if keep_alive_s is None
-                        else keep_alive_s, slots=asyncio.Semaphore(config.num_parallel),
+                        else keep_alive_s,
+                        slots=asyncio.Semaphore(config.num_parallel * RUNNER_QUEUE_FACTOR),
                         size_bytes=ref.estimate_bytes)
         self.loaded[ref.model_path] = loaded
         if process.reader is not None:

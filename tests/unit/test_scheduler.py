@@ -239,3 +239,25 @@ def test_dead_runner_is_replaced() -> None:
         await sched.close()
 
     run(scenario)
+
+
+def test_runner_holds_a_queue_of_num_parallel_that_counts_as_pending() -> None:
+    async def scenario() -> None:
+        log: list[str] = []
+        sched = make_scheduler(log, max_queue=3, num_parallel=2)
+        leases = [await sched.acquire(ref("a"), cfg("a", parallel=2), None) for _ in range(4)]
+        assert sched.pending == 2            # two run, two wait inside the runner
+        fifth = asyncio.create_task(sched.acquire(ref("a"), cfg("a", parallel=2), None))
+        await settle()
+        assert not fifth.done() and sched.pending == 3
+        with pytest.raises(QueueFull):
+            await sched.acquire(ref("a"), cfg("a", parallel=2), None)
+        sched.release(leases.pop(0))
+        leases.append(await fifth)
+        assert sched.pending == 2
+        for lease in leases:
+            sched.release(lease)
+        assert sched.pending == 0
+        await sched.close()
+
+    run(scenario)
