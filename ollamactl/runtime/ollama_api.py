@@ -39,6 +39,7 @@ from ollamactl.runtime.schemas import (
     CreateRequest,
     GenerateRequest,
     ModelRequest,
+    T,
     created_at,
     local_time,
     parse_body,
@@ -92,6 +93,14 @@ async def _body(request: Request) -> Any:
         return json.loads(raw)
     except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         raise ApiError(400, f"invalid JSON in request body: {exc}") from None
+
+
+async def _parse(request: Request, schema: type[T]) -> T:
+    """The request's JSON body as ``schema``; any defect is a 400 naming it."""
+    try:
+        return parse_body(schema, await _body(request))
+    except BadRequest as exc:
+        raise ApiError(400, str(exc)) from None
 
 
 def _resolve(store: Store, name: str) -> LocalModel:
@@ -250,10 +259,7 @@ async def _prepare(request: Request, model_name: str, options: Any, keep_alive: 
 
 @router.post("/api/generate")
 async def generate(request: Request) -> Response:
-    try:
-        req = parse_body(GenerateRequest, await _body(request))
-    except BadRequest as exc:
-        raise ApiError(400, str(exc)) from None
+    req = await _parse(request, GenerateRequest)
     if req.raw and (req.template or req.system or req.context):
         raise ApiError(400, "raw mode does not support template, system, or context")
     grammar = _format_constraint(req.format)
@@ -289,10 +295,7 @@ async def generate(request: Request) -> Response:
 
 @router.post("/api/chat")
 async def chat(request: Request) -> Response:
-    try:
-        req = parse_body(ChatRequest, await _body(request))
-    except BadRequest as exc:
-        raise ApiError(400, str(exc)) from None
+    req = await _parse(request, ChatRequest)
     grammar = _format_constraint(req.format)
     try:
         tools = parse_tools(req.tools)
@@ -401,15 +404,15 @@ async def ps(request: Request) -> Response:
             "expires_at": local_time(loaded.expires_at), "size_vram": loaded.size_vram_bytes,
             "context_length": loaded.config.num_ctx,
         })
-    return JSONResponse({"models": models})
+    scheduler = _scheduler(request)
+    # An extension Ollama lacks: how many requests wait for a model (fleet status shows it).
+    queue = {"pending": scheduler.pending, "max": scheduler.config.max_queue}
+    return JSONResponse({"models": models, "queue": queue})
 
 
 @router.post("/api/show")
 async def show(request: Request) -> Response:
-    try:
-        req = parse_body(ModelRequest, await _body(request))
-    except BadRequest as exc:
-        raise ApiError(400, str(exc)) from None
+    req = await _parse(request, ModelRequest)
     if not req.target:
         raise ApiError(400, "model is required")
     from ollamactl.runtime.modelfile import format_modelfile, format_parameters
@@ -442,10 +445,7 @@ async def show(request: Request) -> Response:
 
 @router.post("/api/copy")
 async def copy(request: Request) -> Response:
-    try:
-        req = parse_body(CopyRequest, await _body(request))
-    except BadRequest as exc:
-        raise ApiError(400, str(exc)) from None
+    req = await _parse(request, CopyRequest)
     for label, value in (("source", req.source), ("destination", req.destination)):
         try:
             ModelName.parse(value)
@@ -462,10 +462,7 @@ async def copy(request: Request) -> Response:
 
 @router.delete("/api/delete")
 async def delete(request: Request) -> Response:
-    try:
-        req = parse_body(ModelRequest, await _body(request))
-    except BadRequest as exc:
-        raise ApiError(400, str(exc)) from None
+    req = await _parse(request, ModelRequest)
     store = _store(request)
     model = await run_in_threadpool(_resolve, store, req.target)
     _scheduler(request).expire(model.model_path)
@@ -553,10 +550,7 @@ def _file_path_ok(name: str) -> bool:
 
 @router.post("/api/create")
 async def create(request: Request) -> Response:
-    try:
-        req = parse_body(CreateRequest, await _body(request))
-    except BadRequest as exc:
-        raise ApiError(400, str(exc)) from None
+    req = await _parse(request, CreateRequest)
     store = _store(request)
     try:
         ModelName.parse(req.target)
@@ -608,10 +602,7 @@ async def create(request: Request) -> Response:
 
 @router.post("/api/pull")
 async def pull(request: Request) -> Response:
-    try:
-        req = parse_body(ModelRequest, await _body(request))
-    except BadRequest as exc:
-        raise ApiError(400, str(exc)) from None
+    req = await _parse(request, ModelRequest)
     try:
         ModelName.parse(req.target)
     except InvalidModelName:

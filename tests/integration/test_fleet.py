@@ -54,12 +54,14 @@ def test_status_table_and_json(servers: tuple[Server, Server], tmp_path: Path) -
     assert [m["name"] for m in a["models"]] == [SMOLLM2]
     assert a["models"][0]["size_bytes"] > 50_000_000
     assert b["models"] == []
+    assert a["queue"] == b["queue"] == {"pending": 0, "max": 512}   # the server's default
     assert down["status"] == "unreachable" and down["error"] == "connection refused"
 
     table = ollamactl("fleet", "status", *hosts).stdout.splitlines()
     assert table[0].split() == ["HOST", "STATUS", "VERSION", "LATENCY", "LOADED", "QUEUE"]
     rows = {line.split()[0]: line for line in table[1:]}
     assert SMOLLM2 in rows[f"127.0.0.1:{busy.port}"]
+    assert rows[f"127.0.0.1:{idle.port}"].split()[-1] == "0/512"
     assert "unreachable (connection refused)" in rows[dead]
 
     both_up = ollamactl("fleet", "status", busy.url, idle.url)
