@@ -6,7 +6,8 @@ folder outside the repository (default ~/.cache/ollamactl-bench; reused when pre
 servers get SmolLM2-135M (Q4_1), the same context per slot, slots (4), batch size, thread count
 and greedy decoding of the same raw prompt; every round measures peer and ours alternately:
 
-- single stream: decode tok/s ((tokens-1) / first-to-last chunk) and warm TTFT;
+- single stream: decode tok/s ((tokens-1) / first-to-last chunk) and warm TTFT, medians of
+  `--singles` requests (5) per round;
 - aggregate tok/s with 1, 4 and 8 concurrent clients (tokens of all requests / wall time);
 - cold start to first token: process start -> first streamed token (ours also: model not
   loaded, server up -> first token, i.e. runner spawn + load + first token);
@@ -250,7 +251,7 @@ def ours_cold(models: Path, args: argparse.Namespace) -> tuple[float, float, flo
 # -- the run ------------------------------------------------------------------------------
 
 def measure(label: str, stream: Streamer, url: str, args: argparse.Namespace) -> dict[str, float]:
-    one = [single(stream, url, args.tokens) for _ in range(2)]
+    one = [single(stream, url, args.tokens) for _ in range(args.singles)]
     result = {"decode": statistics.median(s["decode"] for s in one),
               "ttft_ms": 1000 * statistics.median(s["ttft"] for s in one)}
     for clients in (1, 4, 8):
@@ -264,6 +265,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--singles", type=int, default=5,
+                        help="single-stream requests per round (decode and TTFT medians)")
     parser.add_argument("--per-client", type=int, default=2,
                         help="requests each concurrent client sends in a row")
     parser.add_argument("--num-ctx", type=int, default=2048, help="context per slot")
