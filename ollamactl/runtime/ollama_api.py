@@ -222,19 +222,49 @@ class Inference:
                 await events.aclose()
             return JSONResponse(final("".join(pieces), event, self.metrics(lease, event)))
 
-        async def body() -> AsyncIterator[bytes]:
-            event = first
+        released = False
+
+        def release_once() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                scheduler.release(lease)
+
+        async def pump(queue: asyncio.Queue[str | Finished | RunnerFailed]) -> None:
+            """Drain the runner whatever the client does: a reader that stalls (its socket
+            full) must not keep the slot, so the slot is given back when the sequence ends."""
+            event: str | Finished = first
             try:
-                while not isinstance(event, Finished):
+                while True:
+                    queue.put_nowait(event)
+                    if isinstance(event, Finished):
+                        return
+                    event = await anext(events)
+            except RunnerFailed as exc:
+                queue.put_nowait(exc)
+            finally:
+                release_once()
+
+        async def body() -> AsyncIterator[bytes]:
+            queue: asyncio.Queue[str | Finished | RunnerFailed] = asyncio.Queue()
+            task = asyncio.create_task(pump(queue))
+            try:
+                while True:
+                    event = await queue.get()
+                    if isinstance(event, RunnerFailed):
+                        yield _line({"error": str(event)})
+                        return
+                    if isinstance(event, Finished):
+                        yield _line(final("", event, self.metrics(lease, event)))
+                        return
                     if event and (piece := chunk(event)) is not None:
                         yield _line(piece)
-                    event = await anext(events)
-                yield _line(final("", event, self.metrics(lease, event)))
-            except RunnerFailed as exc:
-                yield _line({"error": str(exc)})
             finally:
-                scheduler.release(lease)
-                await events.aclose()
+                with anyio.CancelScope(shield=True):  # a client that hung up cancels the rest
+                    task.cancel()                      # ends the sequence in the runner
+                    await asyncio.wait({task})
+                    await events.aclose()
+                release_once()
 
         return StreamingResponse(body(), media_type=NDJSON)
 
