@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-from ollamactl.service.base import LogQuery
 from ollamactl.service.watchdog import WatchdogLogSource
 
 _ISO = re.compile(r"^(?:time=)?(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?"
@@ -58,31 +56,12 @@ def rotated_logs(path: Path) -> list[Path]:
     return [p for _, p in older] + ([path] if path.exists() else [])
 
 
-def since(lines: list[str], start: float) -> list[str]:
-    """The lines stamped at or after ``start`` (unstamped lines follow their predecessor)."""
-    kept: list[str] = []
-    keep = False
-    for line in lines:
-        stamp = line_time(line)
-        if stamp is not None:
-            keep = stamp >= start
-        if keep:
-            kept.append(line)
-    return kept
-
-
 class ServerLogFile(WatchdogLogSource):
     """``ollamactl logs`` over a service manager's log file: ``-n``, ``--since``, ``-f``."""
 
-    def read(self, query: LogQuery) -> Iterator[str]:
-        lines: list[str] = []
-        for file in rotated_logs(self.path):
-            with contextlib.suppress(FileNotFoundError):
-                lines.extend(file.read_text(errors="replace").splitlines())
-        if query.since is not None:
-            lines = since(lines, query.since)
-        if query.lines is not None:
-            lines = lines[-query.lines:] if query.lines > 0 else []
-        yield from lines
-        if query.follow:
-            yield from self._follow()
+    def files(self) -> list[Path]:
+        return rotated_logs(self.path)
+
+    @staticmethod
+    def stamp(line: str) -> float | None:
+        return line_time(line)

@@ -31,7 +31,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -213,24 +213,31 @@ class WatchdogLogSource(LogSource):
         self.location = str(path)
         self.poll_s = poll_s
 
+    def files(self) -> list[Path]:
+        """The log and its rotated copies, oldest first."""
+        return rotated_files(self.path)
+
+    @staticmethod
+    def stamp(line: str) -> float | None:
+        """The unix time a line starts with, or None when it carries no stamp."""
+        return line_time(line)
+
     def read(self, query: LogQuery) -> Iterator[str]:
         start = _tail_position(self.path)  # before reading, so no line falls in between
         lines: list[str] = []
-        for file in rotated_files(self.path):
+        for file in self.files():
             with contextlib.suppress(FileNotFoundError):
                 lines.extend(file.read_text(errors="replace").splitlines())
         if query.since is not None:
-            lines = _since(lines, query.since)
+            lines = lines_since(lines, query.since, self.stamp)
         if query.lines is not None:
             lines = lines[-query.lines:] if query.lines > 0 else []
         yield from lines
         if query.follow:
             yield from self._follow(*start)
 
-    def _follow(self, position: int | None = None, inode: int | None = None) -> Iterator[str]:
-        """New lines appended after ``position`` of the file ``inode`` (default: its end now)."""
-        if position is None or inode is None:
-            position, inode = _tail_position(self.path)
+    def _follow(self, position: int, inode: int) -> Iterator[str]:
+        """New lines appended after ``position`` of the file ``inode``."""
         pending = b""
         while True:
             try:
@@ -261,13 +268,15 @@ def _tail_position(path: Path) -> tuple[int, int]:
     return stat.st_size, stat.st_ino
 
 
-def _since(lines: list[str], since: float) -> list[str]:
+def lines_since(lines: list[str], start: float,
+                stamp_of: Callable[[str], float | None]) -> list[str]:
+    """The lines stamped at or after ``start`` (unstamped lines follow their predecessor)."""
     kept: list[str] = []
     keep = False
     for line in lines:
-        stamp = line_time(line)
+        stamp = stamp_of(line)
         if stamp is not None:
-            keep = stamp >= since
+            keep = stamp >= start
         if keep:
             kept.append(line)
     return kept
