@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
 
 from ollamactl.context import Context
 from ollamactl.errors import OllamactlError, PrivilegeError, UnsupportedPlatform, UsageError
@@ -300,18 +300,28 @@ def plan_uninstall(ctx: Context, *, purge: bool) -> UninstallPlan:
         raise UsageError(f"no ollamactl install under {ctx.root} (no {layout.MANIFEST_PATH})",
                          hint="only what `ollamactl install` recorded can be uninstalled")
     models = ctx.path(record.models_dir)
+    return plan_removal(record, models, [f"stop and disable the service ({record.backend})"],
+                        purge=purge, shown=str(models))
+
+
+def plan_removal(record: Manifest, models: Path, first_steps: list[str], *, purge: bool,
+                 path_type: type[PurePath] = PurePosixPath, shown: str | None = None
+                 ) -> UninstallPlan:
+    """The steps that reverse ``record`` (every OS): what install created, newest first, and
+    the models in ``models`` (shown as ``shown``) kept unless ``purge``."""
     size = tree_size(models)
     keep = not purge and models.is_dir() and any(models.iterdir())
-    steps = [f"stop and disable the service ({record.backend})"]
+    where = shown or record.models_dir
+    steps = list(first_steps)
     steps += [f"remove {p}" for p in reversed(record.created_paths)
-              if not (keep and _holds(p, record.models_dir))]
+              if not (keep and holds(p, record.models_dir, path_type))]
     steps += [f"restore {p} from {b}" for p, b in record.replaced_files.items()]
     steps += [f"remove user {u}" for u in record.created_users]
     steps += [f"remove group {g}" for g in record.created_groups]
     if purge:
-        steps.append(f"delete the models in {models} ({format_bytes(size)})")
+        steps.append(f"delete the models in {where} ({format_bytes(size)})")
     elif keep:
-        steps.append(f"keep the models in {models} ({format_bytes(size)}; --purge deletes them)")
+        steps.append(f"keep the models in {where} ({format_bytes(size)}; --purge deletes them)")
     return UninstallPlan(record, steps, size, keep)
 
 
@@ -339,7 +349,7 @@ def uninstall(ctx: Context, plan: UninstallPlan) -> list[str]:
     if DROPIN_DIR not in record.existed_paths and dropin.exists() and record.backend != "watchdog":
         ctx.runner.remove(dropin, recursive=True, why="settings of the removed unit")
     for path in reversed(record.created_paths):
-        if path in replaced or (plan.keep_models and _holds(path, record.models_dir)):
+        if path in replaced or (plan.keep_models and holds(path, record.models_dir)):
             continue
         local = ctx.path(path)
         if path == UNIT_PATH:
@@ -372,8 +382,10 @@ _OWNED_TREES = frozenset({layout.HOME, layout.RUNTIME_DIR, layout.STATE_DIR,
                           str(Path(layout.WATCHDOG_ENV).parent)})
 
 
-def _holds(path: str, models_dir: str) -> bool:
-    return path == models_dir or Path(path) in Path(models_dir).parents
+def holds(path: str, directory: str, path_type: type[PurePath] = PurePosixPath) -> bool:
+    """``path`` is ``directory`` or one of its parents (so removing it removes the models)."""
+    return path_type(path) == path_type(directory) or path_type(path) in \
+        path_type(directory).parents
 
 
 def tree_size(path: Path) -> int:

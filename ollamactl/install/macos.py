@@ -14,12 +14,18 @@ from pathlib import PurePosixPath
 
 from ollamactl.context import Context
 from ollamactl.errors import OllamactlError, PrivilegeError, ServiceError, UsageError
-from ollamactl.install import InstallOptions, InstallReport, UninstallPlan, runtime
+from ollamactl.install import (
+    InstallOptions,
+    InstallReport,
+    UninstallPlan,
+    holds,
+    plan_removal,
+    runtime,
+)
 from ollamactl.install.manifest import Manifest
 from ollamactl.install.platforms import (
     LocalPath,
     ensure_dir,
-    holds,
     remove_created,
     save_manifest,
 )
@@ -201,23 +207,9 @@ def _installed(ctx: Context) -> tuple[LaunchdLayout, Manifest]:
 
 
 def plan_uninstall(ctx: Context, *, purge: bool) -> UninstallPlan:
-    from ollamactl.install import format_bytes, tree_size
-
     layout, record = _installed(ctx)
-    models = ctx.path(record.models_dir)
-    size = tree_size(models)
-    keep = not purge and models.exists() and any(models.iterdir())
-    steps = [f"unload the job ({layout.target})"]
-    steps += [f"remove {p}" for p in reversed(record.created_paths)
-              if not (keep and holds(p, record.models_dir, PurePosixPath))]
-    steps += [f"remove user {u}" for u in record.created_users]
-    steps += [f"remove group {g}" for g in record.created_groups]
-    if keep:
-        steps.append(f"keep the models in {record.models_dir} ({format_bytes(size)}; --purge "
-                     "deletes them)")
-    elif purge:
-        steps.append(f"delete the models in {record.models_dir} ({format_bytes(size)})")
-    return UninstallPlan(record, steps, size, keep)
+    return plan_removal(record, ctx.path(record.models_dir),
+                        [f"unload the job ({layout.target})"], purge=purge)
 
 
 def uninstall(ctx: Context, plan: UninstallPlan) -> list[str]:

@@ -98,10 +98,3 @@ def remove_created(ctx: Context, record: Manifest, local: LocalPath, path_type: 
         if path.is_dir() and not path.is_symlink() and not recursive and any(path.iterdir()):
             continue
         ctx.runner.remove(path, recursive=recursive, why="created by install")
-
-
-def holds(path: str, directory: str, path_type: type[PurePath]) -> bool:
-    """``path`` is ``directory`` or one of its parents (so removing it removes the models)."""
-    return path_type(path) == path_type(directory) or path_type(path) in \
-        path_type(directory).parents
-

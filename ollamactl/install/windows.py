@@ -13,12 +13,18 @@ from pathlib import PureWindowsPath
 
 from ollamactl.context import Context
 from ollamactl.errors import OllamactlError, UnsupportedPlatform, UsageError
-from ollamactl.install import InstallOptions, InstallReport, UninstallPlan, runtime
+from ollamactl.install import (
+    InstallOptions,
+    InstallReport,
+    UninstallPlan,
+    holds,
+    plan_removal,
+    runtime,
+)
 from ollamactl.install.manifest import Manifest
 from ollamactl.install.platforms import (
     LocalPath,
     ensure_dir,
-    holds,
     remove_created,
     save_manifest,
 )
@@ -101,26 +107,15 @@ def install(ctx: Context, options: InstallOptions) -> InstallReport:
 
 
 def plan_uninstall(ctx: Context, *, purge: bool) -> UninstallPlan:
-    from ollamactl.install import format_bytes, tree_size
-
     layout = WindowsLayout.for_host(windows.login_account())
     record = load_manifest(ctx, layout)
     if record is None:
         raise UsageError(f"no ollamactl install here (no {layout.manifest_path})",
                          hint="only what `ollamactl install` recorded can be uninstalled")
-    models = local_path(ctx, record.models_dir)
-    size = tree_size(models)
-    keep = not purge and models.exists() and any(models.iterdir())
-    steps = [f"end and delete the task {windows.TASK_NAME}",
-             "put back the user environment variables `env set` changed"]
-    steps += [f"remove {p}" for p in reversed(record.created_paths)
-              if not (keep and holds(p, record.models_dir, PureWindowsPath))]
-    if keep:
-        steps.append(f"keep the models in {record.models_dir} ({format_bytes(size)}; --purge "
-                     "deletes them)")
-    elif purge:
-        steps.append(f"delete the models in {record.models_dir} ({format_bytes(size)})")
-    return UninstallPlan(record, steps, size, keep)
+    return plan_removal(record, local_path(ctx, record.models_dir),
+                        [f"end and delete the task {windows.TASK_NAME}",
+                         "put back the user environment variables `env set` changed"],
+                        purge=purge, path_type=PureWindowsPath)
 
 
 def uninstall(ctx: Context, plan: UninstallPlan) -> list[str]:
