@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from ollamactl import host as hostmod
 from ollamactl.context import Context
 from ollamactl.host import HostFacts
 from ollamactl.system import RecordingRunner
+from tests.integration import server_process
 
 
 @pytest.fixture(autouse=True)
@@ -48,6 +48,4 @@ def ctx(linux_host: HostFacts, recorder: RecordingRunner, staging_root: Path) ->
 
 @pytest.fixture
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return server_process.free_port()

@@ -14,18 +14,15 @@ import time
 from pathlib import Path
 
 import psutil
-import requests
 
 from ollamactl.runtime.bundled import import_bundled
 from ollamactl.runtime.store import Store
-
-SMOLLM2 = "smollm2:135m"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.integration.server_process import (
+    SMOLLM2,
+    children_of,
+    spawn_server,
+    stop_server,
+)
 
 
 def shared_store(base: Path) -> Path:
@@ -45,57 +42,18 @@ def linked_store(shared: Path, target: Path, alias: str) -> Path:
     return target
 
 
-def _stop(proc: subprocess.Popen[bytes], children: list[psutil.Process], *,
-          sig: int = signal.SIGTERM) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    _, alive = psutil.wait_procs(children, timeout=10)
-    for child in alive:
-        child.kill()
-    psutil.wait_procs(alive, timeout=5)
-
-
-def _children(pid: int) -> list[psutil.Process]:
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
-        return []
-
-
 class Server:
     """One `ollamactl serve` on 127.0.0.1:<free port>."""
 
     def __init__(self, models: Path, log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OLLAMA_")}
-        env.update(OLLAMA_HOST=f"127.0.0.1:{self.port}", OLLAMA_MODELS=str(models),
-                   OLLAMA_KEEP_ALIVE="10m", NO_PROXY="*")
         self.log = log
-        with log.open("wb") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "ollamactl", "serve"], env=env,
-                                         stdout=out, stderr=subprocess.STDOUT)
         self._seen: list[psutil.Process] = []
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{self.url}/api/version", timeout=1).ok:
-                    return
-            except requests.ConnectionError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"server did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.1)
+        self.url, self.port, self.proc = spawn_server(models, {"OLLAMA_KEEP_ALIVE": "10m"}, log,
+                                                      timeout_s=60)
 
     def remember_children(self) -> None:
         """Note the runners now alive, so stop() ends them even after a SIGKILL."""
-        self._seen += [c for c in _children(self.proc.pid) if c not in self._seen]
+        self._seen += [c for c in children_of(self.proc.pid) if c not in self._seen]
 
     def kill(self) -> None:
         """SIGKILL, as a crash would; its runners are ended by stop()."""
@@ -105,7 +63,7 @@ class Server:
 
     def stop(self) -> None:
         self.remember_children()
-        _stop(self.proc, self._seen)
+        stop_server(self.proc, self._seen)
 
 
 class Nginx:
@@ -151,7 +109,7 @@ class Nginx:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        _stop(self.proc, _children(self.proc.pid), sig=signal.SIGQUIT)
+        stop_server(self.proc, children_of(self.proc.pid), sig=signal.SIGQUIT)
         if self.proc.stderr is not None:
             self.proc.stderr.close()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -57,11 +58,10 @@ def runner_pids(server_pid: int) -> list[int]:
     return pids
 
 
-@contextmanager
-def running_server(models: Path, extra_env: Mapping[str, str], log_path: Path
-                   ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Start `ollamactl serve`, wait for /api/version, yield (url, process); then stop it and
-    check that no child process is left behind."""
+def spawn_server(models: Path, extra_env: Mapping[str, str], log_path: Path, *,
+                 timeout_s: float = 30.0) -> tuple[str, int, subprocess.Popen[bytes]]:
+    """Start `ollamactl serve` on a free loopback port and wait for /api/version; return
+    (url, port, process). A server that does not come up is stopped and reported."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("OLLAMA_")}
     env.update({"OLLAMA_HOST": f"127.0.0.1:{port}", "OLLAMA_MODELS": str(models),
@@ -70,28 +70,52 @@ def running_server(models: Path, extra_env: Mapping[str, str], log_path: Path
     with log_path.open("wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "ollamactl", "serve"], env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout_s
+    while True:
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if requests.get(f"{url}/api/version", timeout=1).ok:
-                        break
-                except requests.ConnectionError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"server did not start: {log_path.read_text()[-2000:]}")
-                time.sleep(0.1)
-            yield url, proc
-        finally:
-            server = psutil.Process(proc.pid)
-            children = server.children(recursive=True)
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            _, alive = psutil.wait_procs(children, timeout=10)
-            for child in alive:
-                child.kill()
-            assert not alive, f"children left behind: {[c.pid for c in alive]}"
+            if requests.get(f"{url}/api/version", timeout=1).ok:
+                return url, port, proc
+        except requests.ConnectionError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_server(proc, children_of(proc.pid))
+            raise RuntimeError(f"server did not start: {log_path.read_text()[-2000:]}")
+        time.sleep(0.1)
+
+
+def children_of(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def stop_server(proc: subprocess.Popen[bytes], children: list[psutil.Process], *,
+                sig: int = signal.SIGTERM) -> list[psutil.Process]:
+    """Stop the server (``sig``, SIGKILL after 20 s) and wait for ``children``; return those
+    that outlived it by 10 s (they are killed)."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    _, alive = psutil.wait_procs(children, timeout=10)
+    for child in alive:
+        child.kill()
+    psutil.wait_procs(alive, timeout=5)
+    return alive
+
+
+@contextmanager
+def running_server(models: Path, extra_env: Mapping[str, str], log_path: Path
+                   ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Start `ollamactl serve`, wait for /api/version, yield (url, process); then stop it and
+    check that no child process is left behind."""
+    url, _, proc = spawn_server(models, extra_env, log_path)
+    try:
+        yield url, proc
+    finally:
+        alive = stop_server(proc, children_of(proc.pid))
+        assert not alive, f"children left behind: {[c.pid for c in alive]}"

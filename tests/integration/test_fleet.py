@@ -11,13 +11,12 @@ import requests
 
 from ollamactl import __version__
 from tests.integration.expose_servers import (
-    SMOLLM2,
     Server,
-    free_port,
     linked_store,
     ollamactl,
     shared_store,
 )
+from tests.integration.server_process import SMOLLM2, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -20,15 +20,14 @@ import requests
 
 from ollamactl.expose.nginx import build_spec, render_site
 from tests.integration.expose_servers import (
-    SMOLLM2,
     Nginx,
     Server,
-    free_port,
     linked_store,
     nginx_test,
     ollamactl,
     shared_store,
 )
+from tests.integration.server_process import SMOLLM2, free_port
 
 pytestmark = [
     pytest.mark.integration,
