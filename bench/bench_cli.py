@@ -12,18 +12,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
+from cmdtime import alternate
+
 BIN = Path(sys.executable).parent
-
-
-def measure(argv: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-    return (time.perf_counter() - start) * 1000
 
 
 def main() -> None:
@@ -37,12 +31,7 @@ def main() -> None:
         "ollamactl env list": [script, "env", "list"],
         "ollamactl env get OLLAMA_HOST": [script, "env", "get", "OLLAMA_HOST"],
     }
-    samples: dict[str, list[float]] = {name: [] for name in cases}
-    for argv in cases.values():          # warm the page cache once
-        measure(argv)
-    for _ in range(args.runs):
-        for name, argv in cases.items():
-            samples[name].append(measure(argv))
+    samples = alternate(cases, args.runs, warm=True)
     base = statistics.median(samples["python -c pass"])
     print(f"{'command':<32}{'min ms':>9}{'median':>9}{'mean':>9}{'over python':>13}")
     for name, values in samples.items():

@@ -12,18 +12,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from cmdtime import alternate
+
 BIN = Path(sys.executable).parent
-
-
-def measure(argv: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    return (time.perf_counter() - start) * 1000
 
 
 def per_check_ms() -> list[tuple[float, str, str]]:
@@ -52,10 +47,7 @@ def main() -> None:
         "ollamactl doctor --json": [script, "doctor", "--json"],
         "ollamactl gpu list": [script, "gpu", "list"],
     }
-    samples: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(args.runs):
-        for name, argv in cases.items():
-            samples[name].append(measure(argv))
+    samples = alternate(cases, args.runs, check=False)  # doctor exits 3 when a check fails
     print(f"{'command':<26}{'min ms':>9}{'median ms':>11}{'max ms':>9}")
     for name, values in samples.items():
         print(f"{name:<26}{min(values):>9.0f}{statistics.median(values):>11.0f}"
