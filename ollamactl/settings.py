@@ -593,6 +593,14 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
 ]}
 
 
+def host_from(environ: Mapping[str, str]) -> HostAddress:
+    """OLLAMA_HOST as the server and its clients read it from ``environ``: the default when unset
+    or blank, Ollama's own fallback (:func:`parse_host_lenient`) when malformed."""
+    value = environ.get("OLLAMA_HOST", "")
+    return parse_host_lenient(value) if _clean(value) else parse_host(
+        str(SETTINGS["OLLAMA_HOST"].default))
+
+
 def lookup(name: str) -> Setting:
     """The setting called ``name``; :class:`UnknownSetting` with suggestions otherwise."""
     if name in SETTINGS:

@@ -197,13 +197,11 @@ class Probe:
     # -- the server over HTTP -------------------------------------------------------------
     @cached_property
     def client_address(self) -> settings.HostAddress:
-        return settings.parse_host_lenient(self.environ.get("OLLAMA_HOST", "127.0.0.1:11434"))
+        return settings.host_from(self.environ)
 
     @cached_property
     def bind_address(self) -> settings.HostAddress:
-        raw = self.server_env.get("OLLAMA_HOST", "")
-        return settings.parse_host_lenient(raw) if raw.strip() \
-            else settings.parse_host("127.0.0.1:11434")
+        return settings.host_from(self.server_env)
 
     def http(self, path: str) -> HttpAnswer:
         """GET ``path`` at the client URL (0.0.0.0 -> 127.0.0.1) with a short timeout."""

@@ -41,8 +41,7 @@ def target_address(value: str | None, environ: dict[str, str]) -> settings.HostA
         UsageError: ``value`` is not an address.
     """
     if value is None:
-        return settings.parse_host_lenient(environ.get("OLLAMA_HOST") or
-                                           f"127.0.0.1:{settings.DEFAULT_PORT}")
+        return settings.host_from(environ)
     try:
         return settings.parse_host(value)
     except settings.Invalid as exc:

@@ -15,7 +15,7 @@ from typing import Any
 import requests
 
 from ollamactl.errors import ModelError, OllamactlError, ServerUnreachable
-from ollamactl.settings import DEFAULT_PORT, HostAddress, parse_host_lenient
+from ollamactl.settings import HostAddress, host_from
 
 
 class ApiRequestFailed(OllamactlError):
@@ -31,11 +31,7 @@ class ModelMissing(ModelError):
 
 
 def server_address(environ: Mapping[str, str] | None = None) -> HostAddress:
-    env = os.environ if environ is None else environ
-    value = env.get("OLLAMA_HOST", "").strip()
-    if not value:
-        return HostAddress("http", "127.0.0.1", DEFAULT_PORT)
-    return parse_host_lenient(value)
+    return host_from(os.environ if environ is None else environ)
 
 
 class Client:

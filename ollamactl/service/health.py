@@ -12,17 +12,15 @@ from typing import Any
 from ollamactl import settings
 from ollamactl.errors import ServerUnreachable
 
-DEFAULT_HOST = f"127.0.0.1:{settings.DEFAULT_PORT}"
-
 
 def client_url(env: Mapping[str, str]) -> str:
     """Where clients reach a server started with ``env`` (0.0.0.0 means loopback)."""
-    return settings.parse_host_lenient(env.get("OLLAMA_HOST") or DEFAULT_HOST).client_url
+    return settings.host_from(env).client_url
 
 
 def bind_address(env: Mapping[str, str]) -> str:
     """The ``host:port`` a server started with ``env`` binds."""
-    address = settings.parse_host_lenient(env.get("OLLAMA_HOST") or DEFAULT_HOST)
+    address = settings.host_from(env)
     return settings.HostAddress(address.scheme, address.bind_host, address.port).hostport
 
 

@@ -205,3 +205,11 @@ def test_server_reads_leniently_with_warnings(linux_host: HostFacts,
     assert config.context_length == 2048   # the seed's default num_ctx
     warned = " ".join(r.getMessage() for r in caplog.records)
     assert "OLLAMA_HOST" in warned and "OLLAMA_NOPRUNE" in warned and "OLLAMA_MAX_QUEUE" in warned
+
+
+def test_host_from_environment() -> None:
+    assert settings.host_from({}) == HostAddress("http", "127.0.0.1", 11434)
+    assert settings.host_from({"OLLAMA_HOST": "  "}) == HostAddress("http", "127.0.0.1", 11434)
+    assert settings.host_from({"OLLAMA_HOST": ":8080"}).client_url == "http://127.0.0.1:8080"
+    assert settings.host_from({"OLLAMA_HOST": "0.0.0.0:bad"}) == HostAddress("http", "0.0.0.0",
+                                                                              11434)
