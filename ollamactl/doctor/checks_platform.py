@@ -15,6 +15,7 @@ from ollamactl.doctor.probe import Probe
 from ollamactl.doctor.registry import check
 from ollamactl.host import DARWIN, WINDOWS
 from ollamactl.service import launchd, windows
+from ollamactl.service.windows_system import WindowsServiceManager
 
 RESTART = Fix("restart the service so it reads its settings", (("ollamactl", "restart"),),
               safe=True)
@@ -29,7 +30,7 @@ def _launchd(p: Probe) -> launchd.LaunchdManager | Finding:
     return manager
 
 
-def _windows(p: Probe) -> windows.TaskSchedulerManager | Finding:
+def _windows(p: Probe) -> windows.TaskSchedulerManager | WindowsServiceManager | Finding:
     if p.ctx.host.os_name != WINDOWS:
         return skip(f"not Windows ({p.ctx.host.os_name})")
     if p.ctx.root != Path("/"):
@@ -96,12 +97,15 @@ def windows_conflicts(p: Probe) -> Finding:
     conflicts = store.conflicts()
     machine = store.machine_only()
     extra = f"; machine-wide only: {', '.join(machine)}" if machine else ""
+    ours = "service" if isinstance(manager, WindowsServiceManager) else "user"
     if not conflicts:
-        return ok("no OLLAMA_* variable differs between user and machine" + extra)
-    detail = "; ".join(f"{c.name}: user {c.user!r}, machine {c.machine!r}" for c in conflicts)
-    return warn(f"{len(conflicts)} setting(s) differ between HKCU and HKLM: our (user) value "
-                "wins for the task, the machine value for services and other users",
-                detail + extra,
+        return ok(f"no OLLAMA_* variable differs between {ours} and machine" + extra)
+    detail = "; ".join(f"{c.name}: {ours} {c.user!r}, machine {c.machine!r}" for c in conflicts)
+    summary = "the service's Environment and the machine environment: the service's value " \
+              "wins for it, the machine value for every other program" \
+        if ours == "service" else "HKCU and HKLM: our (user) value wins for the task, the " \
+                                  "machine value for services and other users"
+    return warn(f"{len(conflicts)} setting(s) differ between {summary}", detail + extra,
                 Fix("remove the machine value (Administrator)",
                     tuple(("reg", "delete", f"HKLM\\{windows.MACHINE_ENV_KEY}", "/v", c.name,
                            "/f") for c in conflicts)))
@@ -109,18 +113,21 @@ def windows_conflicts(p: Probe) -> Finding:
 
 @check("platform.windows-restart", "The server runs with the current settings", area="settings")
 def windows_restart(p: Probe) -> Finding:
-    """C40: HKCU\\Environment written after the task's server started (not restarted)."""
+    """C40: HKCU\\Environment (or the service's key) written after the server started (not
+    restarted)."""
     manager = _windows(p)
     if isinstance(manager, Finding):
         return manager
+    what = "service" if isinstance(manager, WindowsServiceManager) else "task"
     state = manager.status()
     if not state.running:
-        return skip("the task is not running")
+        return skip(f"the {what} is not running")
     changed = windows.settings_after_start(manager.env_store(), state)
+    settings_of = "the service's settings" if what == "service" else "user settings"
     if changed is None:
-        return ok("no user setting changed since the server started")
-    return warn("user environment variables changed after the server started; it still runs "
-                "with the old ones", fix=RESTART)
+        return ok(f"none of {settings_of} changed since the server started")
+    return warn(f"{settings_of} changed after the server started; it still runs with the old "
+                "ones", fix=RESTART)
 
 
 @check("platform.windows-competing", "No Ollama tray app beside the task", area="service")
@@ -130,9 +137,33 @@ def windows_competing(p: Probe) -> Finding:
     manager = _windows(p)
     if isinstance(manager, Finding):
         return manager
-    found = windows.competing_servers(p.ctx, manager.layout)
+    found = windows.competing_servers(p.ctx, windows.WindowsLayout(manager.layout.account))
     if found:
         return warn(f"Ollama's app is installed too ({found[0]})",
                     "it starts its own server at logon and its settings override OLLAMA_MODELS",
                     Fix("quit it and remove it from startup, or uninstall one of the two"))
     return ok("no Ollama tray app installed")
+
+
+@check("platform.windows-service", "The Windows service runs", area="service")
+def windows_service(p: Probe) -> Finding:
+    """The service ``install --system`` made: running, stopped, or stopped by a server that
+    died (1066 and its exit code; the recovery actions restart it)."""
+    manager = _windows(p)
+    if isinstance(manager, Finding):
+        return manager
+    if not isinstance(manager, WindowsServiceManager):
+        return skip("installed per user (a logon task), not as a service")
+    state = manager.status()
+    start = Fix("start it", (("ollamactl", "start"),), safe=True)
+    if not state.installed:
+        return fail("the service ollama is not registered, though install recorded it",
+                    fix=Fix("install it again", (("ollamactl", "install", "--system"),)))
+    if state.active == "failed":
+        return fail("the server died and stopped the service "
+                    f"({state.extra.get('exit code', '')})",
+                    "Windows restarts it by its recovery actions; `ollamactl logs` shows why",
+                    start)
+    if not state.running:
+        return warn(f"the service is {state.detail or state.active}", fix=start)
+    return ok(f"the service runs (pid {state.pid or '-'})")

@@ -64,8 +64,12 @@ def manifest_file(ctx: Context) -> Path:
 
         return ctx.path(LaunchdLayout.detect(ctx).manifest_path)
     from ollamactl.service.windows import WindowsLayout, local_path
+    from ollamactl.service.windows_system import ServiceLayout
 
-    return local_path(ctx, WindowsLayout.for_host().manifest_path)
+    layout = WindowsLayout.for_host()
+    task = local_path(ctx, layout.manifest_path)
+    service = local_path(ctx, ServiceLayout.for_host(layout.account).manifest_path)
+    return service if service.exists() and not task.exists() else task
 
 
 # -- shared steps ------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PureWindowsPath
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from ollamactl import settings, templating
 from ollamactl.context import Context
@@ -38,6 +38,9 @@ from ollamactl.service.base import ServiceManager, ServiceState
 from ollamactl.service.env import EnvStore
 from ollamactl.service.logfiles import ServerLogFile
 from ollamactl.system import Cmd, PlanStep, cmd
+
+if TYPE_CHECKING:
+    from ollamactl.service.windows_system import WindowsServiceManager
 
 TASK_NAME = "\\ollamactl\\Ollama"
 HKCU, HKLM = "HKEY_CURRENT_USER", "HKEY_LOCAL_MACHINE"
@@ -159,6 +162,14 @@ class Registry(ABC):
     def modified_at(self, hive: str, key: str) -> float | None:
         """Unix time of the key's last write (None when it does not exist)."""
 
+    @abstractmethod
+    def multi_string(self, hive: str, key: str, name: str) -> list[str] | None:
+        """A REG_MULTI_SZ value's strings (None when the key or value does not exist)."""
+
+    @abstractmethod
+    def set_multi_string(self, hive: str, key: str, name: str, items: Sequence[str]) -> None:
+        """Write a REG_MULTI_SZ value (the key must exist: a service's key is made by sc.exe)."""
+
 
 class WinregRegistry(Registry):
     """The real registry through ``winreg``; OSError becomes an ollamactl error here."""
@@ -216,6 +227,29 @@ class WinregRegistry(Registry):
         except FileNotFoundError:
             return None
         return float(ticks) / 1e7 - 11644473600.0
+
+    def multi_string(self, hive: str, key: str, name: str) -> list[str] | None:
+        winreg = self._winreg()
+        try:
+            with self._key(hive, key) as handle:
+                data, kind = winreg.QueryValueEx(handle, name)
+        except FileNotFoundError:
+            return None
+        return [str(item) for item in data] if kind == winreg.REG_MULTI_SZ else None
+
+    def set_multi_string(self, hive: str, key: str, name: str, items: Sequence[str]) -> None:
+        winreg = self._winreg()
+        try:
+            handle = winreg.OpenKey(getattr(winreg, hive), key, 0, winreg.KEY_SET_VALUE)
+        except FileNotFoundError:
+            raise ServiceError(f"{hive}\\{key} does not exist",
+                               hint="install the service first (`ollamactl install --system`)"
+                               ) from None
+        except PermissionError as exc:
+            raise PrivilegeError(f"cannot write {hive}\\{key}: access denied",
+                                 hint="run it from an Administrator prompt") from exc
+        with handle:
+            winreg.SetValueEx(handle, name, 0, winreg.REG_MULTI_SZ, list(items))
 
 
 class SettingBroadcaster(ABC):
@@ -310,6 +344,10 @@ class RegistryEnvStore(EnvStore):
             self.registry.delete_value(HKCU, USER_ENV_KEY, name)
         self.broadcast()
         return True
+
+    def changed_at(self) -> float | None:
+        """When HKCU\\Environment was last written (unix time)."""
+        return self.registry.modified_at(HKCU, USER_ENV_KEY)
 
     def broadcast(self) -> None:
         """WM_SETTINGCHANGE, so Explorer (and what it starts) reads the new environment."""
@@ -524,18 +562,35 @@ class TaskSchedulerManager(ServiceManager):
         return ServerLogFile(local_path(self.ctx, self.layout.log_path))
 
 
-def windows_manager(ctx: Context, account: WindowsAccount | None = None) -> TaskSchedulerManager:
-    return TaskSchedulerManager(ctx, WindowsLayout.for_host(account))
+def windows_manager(ctx: Context, account: WindowsAccount | None = None
+                    ) -> TaskSchedulerManager | WindowsServiceManager:
+    """The Windows service (``install --system``) when only its manifest exists, else the
+    logon task (as LaunchdLayout.detect picks the daemon)."""
+    from ollamactl.service.windows_system import ServiceLayout, WindowsServiceManager
+
+    layout = WindowsLayout.for_host(account)
+    service = ServiceLayout.for_host(layout.account)
+    if not local_path(ctx, layout.manifest_path).exists() \
+            and local_path(ctx, service.manifest_path).exists():
+        return WindowsServiceManager(ctx, service)
+    return TaskSchedulerManager(ctx, layout)
 
 
 # -- doctor helpers (users-and-security C40) --------------------------------------------------
 
-def settings_after_start(store: RegistryEnvStore, state: ServiceState) -> float | None:
-    """When HKCU\\Environment changed after the running server started (it still has the old
+class TimedSettings(Protocol):
+    """A settings store that knows when it was last written (HKCU\\Environment, the service's
+    key)."""
+
+    def changed_at(self) -> float | None: ...
+
+
+def settings_after_start(store: TimedSettings, state: ServiceState) -> float | None:
+    """When the settings changed after the running server started (it still has the old
     values), that time; else None."""
     if not state.running or state.started_at is None:
         return None
-    changed = store.registry.modified_at(HKCU, USER_ENV_KEY)
+    changed = store.changed_at()
     return changed if changed is not None and changed > state.started_at else None
 
 
@@ -561,11 +616,17 @@ def rotate_server_logs(path: Path, *, keep: int = LOG_KEEP) -> None:
         os.replace(path, numbered(1))
 
 
-def serve_logged(log_path: Path) -> None:
-    """Rotate the log, send this process's output (and its runners') there, run the server."""
+def open_server_log(log_path: Path) -> TextIO:
+    """Rotate the log and open a fresh ``server.log`` for appending (line buffered): the
+    logon task's wrapper and the service host both start the server this way."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     rotate_server_logs(log_path)
-    stream = open(log_path, "a", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115
+    return open(log_path, "a", buffering=1, encoding="utf-8", errors="replace")
+
+
+def serve_logged(log_path: Path) -> None:
+    """Rotate the log, send this process's output (and its runners') there, run the server."""
+    stream = open_server_log(log_path)
     os.dup2(stream.fileno(), 1)
     os.dup2(stream.fileno(), 2)
     sys.stdout = sys.stderr = stream

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from ollamactl import host as hostmod
 from ollamactl.cli.app import app
 from ollamactl.context import Context
-from ollamactl.errors import UnsupportedPlatform, UsageError
+from ollamactl.errors import UsageError
 from ollamactl.host import HostFacts
 from ollamactl.install import InstallOptions, install, plan_uninstall, uninstall
 from ollamactl.service import get_env_store, get_service_manager, windows
@@ -204,11 +204,6 @@ def test_install_env_set_restart_uninstall(win: HostFacts, account: WindowsAccou
     assert registry.keys == registry_before        # 10m is back, OLLAMA_NUM_PARALLEL gone
     assert broadcaster.sent == 3
     assert tree.diff(before, tree.snapshot(users)) == []
-
-
-def test_system_service_is_refused_clearly(win: HostFacts, account: WindowsAccount) -> None:
-    with pytest.raises(UnsupportedPlatform, match="service host"):
-        install(Context(host=win, runner=RecordingRunner()), InstallOptions(system=True))
 
 
 def test_cli_install_dry_run_on_simulated_windows_prints_the_full_plan(
