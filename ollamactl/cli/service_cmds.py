@@ -64,7 +64,8 @@ def install(ctx: typer.Context, root: Path | None = RootOption, dry_run: bool = 
             self_contained: bool = typer.Option(
                 False, "--self-contained", help="Always build the runtime in /opt/ollamactl."),
             system: bool = typer.Option(
-                False, "--system", help="macOS: a LaunchDaemon run as _ollama (headless Macs)."),
+                False, "--system", help="macOS: a LaunchDaemon run as _ollama (headless Macs); "
+                                       "Windows: a service (Administrator)."),
             as_json: bool = JsonOption) -> None:
     """Install the service (user, runtime, models dir, unit or watchdog) and start it."""
     _install(ctx, root, dry_run, yes, force, self_contained, as_json, system)
