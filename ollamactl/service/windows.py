@@ -14,6 +14,9 @@ shells see them) and the CLI then restarts the task: the seed's manual steps, in
 The OS boundary is three small facades, so all of this runs on Linux in tests: the command
 runner (schtasks), :class:`Registry` (winreg) and :class:`SettingBroadcaster` (user32 through
 ctypes). ``winreg`` and ``ctypes.windll`` are imported only inside the real facades.
+
+``install --system`` makes a Windows service instead (:mod:`ollamactl.service.windows_system`);
+:func:`windows_manager` picks it when only its manifest exists.
 """
 
 from __future__ import annotations
