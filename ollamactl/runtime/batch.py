@@ -10,10 +10,13 @@ whose KV cache is split into ``n_parallel`` per-sequence streams (slots), and on
 
 then calls ``llama_decode`` once and samples every sequence that has a logits row with its own
 native sampler chain (``llama_sampler_sample``: grammar, penalties, top_k, typical, top_p,
-min_p, temperature, ``dist(seed)``; greedy at temperature 0). Sequences join between steps
-and leave as soon as they end; the slot's KV stays so that the next sequence sharing a prompt
-prefix skips that much prefill (logits do not depend on how a prompt was split into batches,
-so answers do not depend on this reuse or on batch neighbours either).
+min_p, temperature, ``dist(seed)``). Plain greedy decoding (temperature 0, no grammar, no
+penalties) takes the first maximum of the logits row with numpy instead: the same token the
+greedy sampler picks, without copying the vocabulary into a candidate array each step.
+Sequences join between steps and leave as soon as they end; the slot's KV stays so that the
+next sequence sharing a prompt prefix skips that much prefill (logits do not depend on how a
+prompt was split into batches, so answers do not depend on this reuse or on batch neighbours
+either).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import llama_cpp as llama
+import numpy as np  # llama-cpp-python's own dependency, loaded with it
 
 REGEX_SPECIAL = frozenset("\\^$.|?*+()[]{}")
 
@@ -109,7 +113,7 @@ class StepOutput:
 class _Active:
     request: SequenceRequest
     slot: int
-    sampler: Any
+    sampler: Any                  # None: plain greedy (argmax of the logits row)
     evaluated: int                # prompt tokens already in this slot's KV cache
     started_ns: int
     decoder: codecs.IncrementalDecoder
@@ -295,9 +299,19 @@ class BatchEngine:
         if rc != 0:
             raise EngineError(f"llama_decode failed ({rc})")
         for seq, row in rows:
-            token = int(llama.llama_sampler_sample(seq.sampler, self.ctx, row))
+            if seq.sampler is None:
+                token = self._argmax(row)
+            else:
+                token = int(llama.llama_sampler_sample(seq.sampler, self.ctx, row))
             self._accept(seq, token, out)
         return out
+
+    def _argmax(self, row: int) -> int:
+        """The greedy token of a batch row: its first maximum logit, as llama.cpp's greedy."""
+        logits = llama.llama_get_logits_ith(self.ctx, row)
+        if not logits:
+            raise EngineError(f"no logits for batch row {row}")
+        return int(np.ctypeslib.as_array(logits, shape=(self.n_vocab,)).argmax())
 
     def _put(self, i: int, token: int, pos: int, slot: int, logits: bool) -> None:
         batch = self.batch
@@ -331,7 +345,8 @@ class BatchEngine:
         ended = time.perf_counter_ns()
         request = seq.request
         del self.active[request.id]
-        llama.llama_sampler_free(seq.sampler)
+        if seq.sampler is not None:
+            llama.llama_sampler_free(seq.sampler)
         self.free_slots.append(seq.slot)
         self.cached[seq.slot] = (request.prompt + seq.generated)[:seq.in_kv]
         tail = ""
@@ -348,13 +363,17 @@ class BatchEngine:
     # -- sampling -----------------------------------------------------------------------------
 
     def _sampler(self, request: SequenceRequest, prompt: Sequence[int]) -> Any:
-        """The sequence's own native sampler chain."""
+        """The sequence's own native sampler chain; None for plain greedy decoding."""
         opts = request.sampling
+        penalized = bool(opts.repeat_penalty != 1.0 or opts.presence_penalty
+                         or opts.frequency_penalty)
+        if opts.temperature <= 0 and not request.grammar and not penalized:
+            return None
         chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
         try:
             if request.grammar:
                 llama.llama_sampler_chain_add(chain, self._grammar_sampler(request.grammar))
-            if opts.repeat_penalty != 1.0 or opts.presence_penalty or opts.frequency_penalty:
+            if penalized:
                 last_n = self.n_ctx if opts.repeat_last_n < 0 else opts.repeat_last_n
                 penalties = llama.llama_sampler_init_penalties(
                     self.n_vocab, last_n, opts.repeat_penalty, opts.frequency_penalty,
