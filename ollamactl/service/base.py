@@ -21,7 +21,7 @@ SERVICE_NAME = "ollama"
 class ServiceState:
     """What the service manager knows about the service (``systemctl show`` and friends)."""
 
-    backend: str                     # systemd | watchdog | launchd | windows
+    backend: str                     # systemd | watchdog | launchd | windows | windows-service
     installed: bool
     active: str                      # active | activating | inactive | failed | unknown
     enabled: bool | None = None
