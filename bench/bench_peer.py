@@ -4,7 +4,9 @@ The peer is built from the llama.cpp sources vendored in the llama-cpp-python sd
 version the venv runs) with a CPU-only cmake build of the `llama-server` target, in a cache
 folder outside the repository (default ~/.cache/ollamactl-bench; reused when present). Both
 servers get SmolLM2-135M (Q4_1), the same context per slot, slots (4), batch size, thread count
-and greedy decoding of the same raw prompt; every round measures peer and ours alternately:
+and greedy decoding of the same raw prompt; every round measures each figure on both servers
+back to back (who goes first alternates between rounds), so a drift in the machine's load
+hits both sides of a pair alike:
 
 - single stream: decode tok/s ((tokens-1) / first-to-last chunk) and warm TTFT, medians of
   `--singles` requests (5) per round;
@@ -13,8 +15,8 @@ and greedy decoding of the same raw prompt; every round measures peer and ours a
   loaded, server up -> first token, i.e. runner spawn + load + first token);
 - idle RSS of our server with no model loaded.
 
-It prints a table with our/peer ratios and appends one JSON line per run to
-bench/results/peer.jsonl.
+It prints a table with the medians of each side and the median of the per-round our/peer
+ratios, and appends one JSON line per run to bench/results/peer.jsonl.
 
     .venv/bin/python bench/bench_peer.py --rounds 3
 """
@@ -250,15 +252,18 @@ def ours_cold(models: Path, args: argparse.Namespace) -> tuple[float, float, flo
 
 # -- the run ------------------------------------------------------------------------------
 
-def measure(label: str, stream: Streamer, url: str, args: argparse.Namespace) -> dict[str, float]:
-    one = [single(stream, url, args.tokens) for _ in range(args.singles)]
-    result = {"decode": statistics.median(s["decode"] for s in one),
-              "ttft_ms": 1000 * statistics.median(s["ttft"] for s in one)}
-    for clients in (1, 4, 8):
-        result[f"agg{clients}"] = aggregate(stream, url, clients, args.tokens, args.per_client)
-    print(f"  {label}: " + ", ".join(f"{k} {v:.1f}" for k, v in result.items()),
-          file=sys.stderr)
-    return result
+def figures(args: argparse.Namespace) -> list[Callable[[Streamer, str], dict[str, float]]]:
+    """The measurements of one round, each giving one or more named figures."""
+    def singles(stream: Streamer, url: str) -> dict[str, float]:
+        one = [single(stream, url, args.tokens) for _ in range(args.singles)]
+        return {"decode": statistics.median(s["decode"] for s in one),
+                "ttft_ms": 1000 * statistics.median(s["ttft"] for s in one)}
+
+    def concurrent(clients: int) -> Callable[[Streamer, str], dict[str, float]]:
+        return lambda stream, url: {
+            f"agg{clients}": aggregate(stream, url, clients, args.tokens, args.per_client)}
+
+    return [singles, concurrent(1), concurrent(4), concurrent(8)]
 
 
 def main() -> int:
@@ -291,8 +296,14 @@ def main() -> int:
                 print(f"round {round_no + 1}/{args.rounds}", file=sys.stderr)
                 sides = [("peer", stream_peer, peer_url, peer_runs),
                          ("ours", stream_ours, our_url, our_runs)]
-                for label, stream, url, runs in sides if round_no % 2 == 0 else sides[::-1]:
-                    runs.append(measure(label, stream, url, args))
+                for _label, _stream, _url, runs in sides:
+                    runs.append({})
+                for figure in figures(args):
+                    for label, stream, url, runs in sides if round_no % 2 == 0 else sides[::-1]:
+                        got = figure(stream, url)
+                        runs[-1].update(got)
+                        print(f"  {label}: " + ", ".join(f"{k} {v:.1f}" for k, v in got.items()),
+                              file=sys.stderr)
         colds: list[tuple[float, float, float]] = []
         peer_colds: list[float] = []
         for _ in range(args.rounds):
@@ -305,6 +316,8 @@ def main() -> int:
     keys = ["decode", "ttft_ms", "agg1", "agg4", "agg8"]
     peer = {k: med(r[k] for r in peer_runs) for k in keys}
     ours = {k: med(r[k] for r in our_runs) for k in keys}
+    ratios = {k: med(o[k] / p[k] for o, p in zip(our_runs, peer_runs, strict=True))
+              for k in keys}
     peer["cold_s"] = med(peer_colds)
     ours["cold_s"] = med(c[0] for c in colds)
     ours["load_first_token_s"] = med(c[1] for c in colds)
@@ -313,7 +326,8 @@ def main() -> int:
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": machine(), "model": "SmolLM2-135M-Instruct Q4_1", "tokens": args.tokens,
         "num_ctx": args.num_ctx, "parallel": args.parallel, "threads": args.threads,
-        "rounds": args.rounds, "peer": peer, "ours": ours,
+        "rounds": args.rounds, "peer": peer, "ours": ours, "ratios": ratios,
+        "per_round": {"peer": peer_runs, "ours": our_runs},
     }
     args.results.parent.mkdir(parents=True, exist_ok=True)
     with args.results.open("a") as out:
@@ -350,10 +364,11 @@ def print_table(record: dict[str, Any]) -> None:
     print(f"{record['model']}, {record['tokens']} tokens, greedy, num_ctx {record['num_ctx']} "
           f"per slot, {record['parallel']} slots, {record['threads']} threads, "
           f"{record['rounds']} alternating rounds (medians)")
-    print("| figure | llama-server | ollamactl | ours/peer | target |")
+    print("| figure | llama-server | ollamactl | ours/peer (median of pairs) | target |")
     print("|---|---|---|---|---|")
     for title, key, _higher, target in rows:
-        print(f"| {title} | {peer[key]:.2f} | {ours[key]:.2f} | {ours[key] / peer[key]:.2f} | "
+        ratio = record["ratios"].get(key, ours[key] / peer[key])   # cold start: unpaired
+        print(f"| {title} | {peer[key]:.2f} | {ours[key]:.2f} | {ratio:.2f} | "
               f"{target} |")
     print(f"| ollamactl: model load -> first token (s) | | {ours['load_first_token_s']:.2f} | "
           "| <= 1.0 |")
