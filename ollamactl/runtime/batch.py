@@ -237,7 +237,9 @@ class BatchEngine:
 
     def admit(self, request: SequenceRequest) -> None:
         """Give ``request`` a slot: the free slot whose KV cache shares the longest prefix with
-        its prompt; the rest of that slot's cache is dropped (``seq_rm``).
+        its prompt, the lowest such slot on a tie (busy slots then stay consecutive, which
+        keeps a step in one pass, see :meth:`step`); the rest of that slot's cache is dropped
+        (``seq_rm``).
 
         Raises:
             EngineError: no free slot (the caller admits only while ``has_free_slot``).
@@ -247,7 +249,7 @@ class BatchEngine:
             raise EngineError("no free slot")
         prompt = request.prompt
         best, best_len = self.free_slots[0], -1
-        for slot in self.free_slots:
+        for slot in sorted(self.free_slots):
             common = _common_prefix(self.cached[slot], prompt)
             if common > best_len:
                 best, best_len = slot, common
@@ -274,18 +276,22 @@ class BatchEngine:
         batch = self.batch
         rows: list[tuple[_Active, int]] = []
         n = 0
-        for seq in self.active.values():
+        # Tokens go in slot order: llama.cpp splits a batch over per-slot KV streams into
+        # ubatches of consecutive slot ids taken in batch order, so any other order costs
+        # extra passes over the weights in the same step.
+        ordered = sorted(self.active.values(), key=lambda s: s.slot)
+        room = self.n_batch - sum(1 for seq in ordered if not seq.prefilling)
+        for seq in ordered:
             if not seq.prefilling:
                 pos = len(seq.request.prompt) + len(seq.generated) - 1
                 self._put(n, seq.next_token, pos, seq.slot, True)
                 seq.in_kv = pos + 1
                 rows.append((seq, n))
                 n += 1
-        for seq in self.active.values():
-            if not seq.prefilling or n >= self.n_batch:
                 continue
             prompt = seq.request.prompt
-            take = min(self.prefill_chunk, self.n_batch - n, len(prompt) - seq.evaluated)
+            take = min(self.prefill_chunk, room, len(prompt) - seq.evaluated)
+            room -= take
             for pos in range(seq.evaluated, seq.evaluated + take):
                 last = pos == len(prompt) - 1
                 self._put(n, prompt[pos], pos, seq.slot, last)

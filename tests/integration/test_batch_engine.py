@@ -47,3 +47,39 @@ def test_greedy_argmax_picks_the_tokens_of_llama_cpps_greedy_sampler() -> None:
         reference.close()
     assert len(ours) > 5
     assert "".join(ours) == expected
+
+
+def test_a_step_puts_sequences_in_slot_order_and_a_newcomer_takes_the_lowest_free_slot() -> None:
+    """llama.cpp evaluates a batch over per-slot KV streams in one pass only when its slot ids
+    come in increasing, consecutive order: a freed slot is refilled from the bottom and each
+    step lists the sequences by slot, whatever order they arrived in."""
+    from ollamactl.runtime.batch import BatchEngine, Sampling, SequenceRequest
+
+    engine = BatchEngine(str(smollm2_gguf()), n_ctx=256, n_parallel=4, n_threads=2)
+    try:
+        prompt = engine.tokenize(PROMPT, False, True)
+
+        def admit(seq_id: int, num_predict: int) -> int:
+            engine.admit(SequenceRequest(id=seq_id, prompt=list(prompt),
+                                         sampling=Sampling(temperature=0),
+                                         num_predict=num_predict))
+            return engine.active[seq_id].slot
+
+        def batch_slots() -> list[int]:
+            batch = engine.batch
+            return [batch.seq_id[i][0] for i in range(batch.n_tokens)]
+
+        assert [admit(1, 3), admit(2, 30), admit(3, 2), admit(4, 30)] == [0, 1, 2, 3]
+        while {1, 3} & set(engine.active):
+            engine.step()
+        assert sorted(engine.free_slots) == [0, 2]
+        assert admit(5, 30) == 0                  # every free slot holds the prompt: lowest
+        engine.step()                             # 5 evaluates its last prompt token
+        engine.step()
+        assert list(engine.active) == [2, 4, 5]   # arrival order ...
+        assert batch_slots() == [0, 1, 3]         # ... batch order: by slot
+        assert admit(6, 30) == 2
+        engine.step()
+        assert batch_slots() == [0, 1, 2, 3]
+    finally:
+        engine.close()
