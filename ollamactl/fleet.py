@@ -15,6 +15,7 @@ from typing import Any
 
 from ollamactl import settings
 from ollamactl.errors import UsageError
+from ollamactl.service.health import ServerVersion
 
 UP, UNREACHABLE, UNAUTHORIZED, ERROR = "up", "unreachable", "unauthorized", "error"
 
@@ -36,7 +37,8 @@ class HostStatus:
     url: str
     status: str
     latency_ms: float | None = None
-    version: str | None = None
+    version: str | None = None           # the Ollama API version the host reports
+    ollamactl: str | None = None         # set when the host is an ollamactl server
     models: list[LoadedModel] = field(default_factory=list)
     queue: dict[str, Any] | None = None
     error: str = ""
@@ -83,8 +85,10 @@ def probe_host(address: settings.HostAddress, *, timeout_s: float,
         if health.status_code != 200:
             status.status, status.error = ERROR, f"GET / answered HTTP {health.status_code}"
             return status
-        status.version = str(session.get(url + "/api/version", timeout=timeout_s)
-                             .json().get("version"))
+        answer = ServerVersion.from_json(
+            session.get(url + "/api/version", timeout=timeout_s).json())
+        if answer is not None:
+            status.version, status.ollamactl = answer.api, answer.ollamactl
         ps = session.get(url + "/api/ps", timeout=timeout_s).json()
     except requests.ConnectionError as exc:
         status.error = "connection refused" if "refused" in str(exc).lower() else "no answer"
@@ -131,10 +135,16 @@ def table_rows(statuses: Sequence[HostStatus]) -> list[tuple[str, ...]]:
     for s in statuses:
         models = ", ".join(m.name for m in s.models) or "-"
         rows.append((s.host, s.status if not s.error else f"{s.status} ({s.error})",
-                     s.version or "-", f"{s.latency_ms:g} ms" if s.latency_ms is not None
+                     _version_text(s), f"{s.latency_ms:g} ms" if s.latency_ms is not None
                      else "-", models if s.status == UP else "-",
                      queue_text(s.queue) if s.status == UP else "-"))
     return rows
+
+
+def _version_text(s: HostStatus) -> str:
+    if s.version is None:
+        return "-"
+    return f"{s.version} (ollamactl {s.ollamactl})" if s.ollamactl else s.version
 
 
 HEADERS = ("HOST", "STATUS", "VERSION", "LATENCY", "LOADED", "QUEUE")

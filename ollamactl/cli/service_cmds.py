@@ -160,7 +160,9 @@ def status(ctx: typer.Context, as_json: bool = JsonOption) -> None:
         version = health.server_version(url)
         models = health.loaded_models(url) if version is not None else None
     data = {**dataclasses.asdict(state), "bind": health.bind_address(env), "url": url,
-            "version": version, "models": models}
+            "version": version.api if version else None,
+            "ollamactl_version": version.ollamactl if version else None,
+            "server": str(version) if version else None, "models": models}
     emit(Result(data=data, lines=_status_lines(state, data)), as_json=as_json)
 
 
@@ -169,7 +171,7 @@ def _status_lines(state: ServiceState, data: dict[str, object]) -> list[str]:
     lines = [f"backend:  {state.backend} ({state.definition or '-'})",
              f"state:    {state.active}" + (f" ({state.detail})" if state.detail else ""),
              f"pid:      {state.pid or '-'}", f"uptime:   {uptime}",
-             f"bind:     {data['bind']}", f"version:  {data['version'] or '-'}"]
+             f"bind:     {data['bind']}", f"version:  {data['server'] or '-'}"]
     models = data["models"]
     if isinstance(models, list):
         lines.append(f"loaded:   {', '.join(models) if models else 'no models loaded'}")

@@ -12,6 +12,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath, PurePosixPath
 
+from ollamactl import __version__
 from ollamactl.context import Context
 from ollamactl.errors import OllamactlError, PrivilegeError, UnsupportedPlatform, UsageError
 from ollamactl.host import LINUX
@@ -48,6 +49,22 @@ class InstallReport:
     notes: list[str] = field(default_factory=list)
     url: str | None = None
     version: str | None = None
+
+    def await_server(self, url: str, timeout_s: float) -> None:
+        """Wait until the started server answers at ``url``; note it when the server that
+        answers is not this ollamactl (an old process kept the port, or another server).
+
+        Raises:
+            ServerUnreachable: nothing answered within ``timeout_s``.
+        """
+        self.url = url
+        health.wait_until_up(url, timeout_s=timeout_s)
+        answer = health.server_version(url)
+        self.version = str(answer) if answer is not None else None
+        if answer is not None and not answer.is_this_ollamactl:
+            self.notes.append(f"the server at {url} reports {answer}, not ollamactl "
+                              f"{__version__}: another server holds the port or an old one "
+                              "is still running (`ollamactl restart`)")
 
 
 def backend_for(ctx: Context) -> str:
@@ -269,10 +286,7 @@ def _start(ctx: Context, record: Manifest, report: InstallReport,
                             "watchdog (`ollamactl status`, `ollamactl logs`)")
     if ctx.dry_run:
         return
-    env = manager.env_store().read()
-    report.url = health.client_url(env)
-    health.wait_until_up(report.url, timeout_s=options.wait_s)
-    report.version = health.server_version(report.url)
+    report.await_server(health.client_url(manager.env_store().read()), options.wait_s)
 
 
 # -- uninstall -------------------------------------------------------------------------------

@@ -95,9 +95,7 @@ def install(ctx: Context, options: InstallOptions) -> InstallReport:
     else:
         manager.bootstrap()
         if not ctx.dry_run and options.wait_s > 0:
-            report.url = health.client_url(manager.env_store().read())
-            health.wait_until_up(report.url, timeout_s=options.wait_s)
-            report.version = health.server_version(report.url)
+            report.await_server(health.client_url(manager.env_store().read()), options.wait_s)
     report.done = [step.render(done=not ctx.dry_run) for step in ctx.runner.plan]
     return report
 

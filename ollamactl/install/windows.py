@@ -123,9 +123,7 @@ def install(ctx: Context, options: InstallOptions) -> InstallReport:
         record.enabled = True
         manager.start()
         if not ctx.dry_run and options.wait_s > 0:
-            report.url = health.client_url(manager.env_store().read())
-            health.wait_until_up(report.url, timeout_s=options.wait_s)
-            report.version = health.server_version(report.url)
+            report.await_server(health.client_url(manager.env_store().read()), options.wait_s)
     report.done = [step.render(done=not ctx.dry_run) for step in ctx.runner.plan]
     return report
 
@@ -204,9 +202,7 @@ def install_service(ctx: Context, options: InstallOptions, layout: ServiceLayout
         record.enabled = True
         manager.start()
         if not ctx.dry_run and options.wait_s > 0:
-            report.url = health.client_url(store.read())
-            health.wait_until_up(report.url, timeout_s=options.wait_s)
-            report.version = health.server_version(report.url)
+            report.await_server(health.client_url(store.read()), options.wait_s)
     report.done = [step.render(done=not ctx.dry_run) for step in ctx.runner.plan]
     return report
 

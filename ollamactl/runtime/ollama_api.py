@@ -408,9 +408,15 @@ async def root() -> Response:
     return PlainTextResponse("Ollama is running")
 
 
+# The Ollama release whose API these routes follow (../shared/reference/ollama-compat.md):
+# clients gate features (tools, /api/embed, structured outputs) on "version", so it names the
+# API level; "ollamactl" says which server this is (doctor's stale-process check, status).
+OLLAMA_API_VERSION = "0.33.0"
+
+
 @router.api_route("/api/version", methods=["GET", "HEAD"])
 async def version() -> Response:
-    return JSONResponse({"version": __version__})
+    return JSONResponse({"version": OLLAMA_API_VERSION, "ollamactl": __version__})
 
 
 @router.api_route("/api/tags", methods=["GET", "HEAD"])

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from ollamactl import settings
+from ollamactl import __version__, settings
 from ollamactl.errors import ServerUnreachable
 
 
@@ -65,11 +66,36 @@ def get_json(url: str, path: str, *, timeout_s: float = 2.0) -> Any:
         raise ServerUnreachable(url, type(exc).__name__) from exc
 
 
-def server_version(url: str) -> str | None:
-    """``/api/version``'s version, or None when the server does not answer."""
+@dataclass(frozen=True)
+class ServerVersion:
+    """What ``/api/version`` says: the Ollama API level, and ollamactl's own version when the
+    server is an ollamactl (Ollama itself sends no ``ollamactl`` field)."""
+
+    api: str
+    ollamactl: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Any) -> ServerVersion | None:
+        if not isinstance(data, dict) or "version" not in data:
+            return None
+        own = data.get("ollamactl")
+        return cls(str(data["version"]), own if isinstance(own, str) else None)
+
+    @property
+    def is_this_ollamactl(self) -> bool:
+        return self.ollamactl == __version__
+
+    def __str__(self) -> str:
+        if self.ollamactl is None:
+            return f"Ollama {self.api}"
+        return f"ollamactl {self.ollamactl}, Ollama API {self.api}"
+
+
+def server_version(url: str) -> ServerVersion | None:
+    """What the server at ``url`` says of its version; None when it does not answer."""
     try:
-        return str(get_json(url, "/api/version").get("version"))
-    except (ServerUnreachable, AttributeError):
+        return ServerVersion.from_json(get_json(url, "/api/version"))
+    except ServerUnreachable:
         return None
 
 

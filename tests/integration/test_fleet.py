@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from ollamactl import __version__
+from ollamactl.runtime.ollama_api import OLLAMA_API_VERSION
 from tests.integration.expose_servers import (
     Server,
     linked_store,
@@ -49,7 +50,8 @@ def test_status_table_and_json(servers: tuple[Server, Server], tmp_path: Path) -
     data = {item["host"]: item for item in json.loads(result.stdout)}
     a, b, down = (data[f"127.0.0.1:{busy.port}"], data[f"127.0.0.1:{idle.port}"], data[dead])
     assert a["status"] == b["status"] == "up"
-    assert a["version"] == b["version"] == __version__
+    assert a["version"] == b["version"] == OLLAMA_API_VERSION
+    assert a["ollamactl"] == b["ollamactl"] == __version__
     assert [m["name"] for m in a["models"]] == [SMOLLM2]
     assert a["models"][0]["size_bytes"] > 50_000_000
     assert b["models"] == []
@@ -60,6 +62,7 @@ def test_status_table_and_json(servers: tuple[Server, Server], tmp_path: Path) -
     assert table[0].split() == ["HOST", "STATUS", "VERSION", "LATENCY", "LOADED", "QUEUE"]
     rows = {line.split()[0]: line for line in table[1:]}
     assert SMOLLM2 in rows[f"127.0.0.1:{busy.port}"]
+    assert f"{OLLAMA_API_VERSION} (ollamactl {__version__})" in rows[f"127.0.0.1:{busy.port}"]
     assert rows[f"127.0.0.1:{idle.port}"].split()[-1] == "0/512"
     assert "unreachable (connection refused)" in rows[dead]
 

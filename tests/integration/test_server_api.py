@@ -21,6 +21,8 @@ import ollama
 import pytest
 import requests
 
+from ollamactl import __version__
+from ollamactl.runtime.ollama_api import OLLAMA_API_VERSION
 from tests.integration.server_process import (
     GEMMA3,
     SMOLLM2,
@@ -90,7 +92,8 @@ def test_root_and_version(server: Server) -> None:
     root = requests.get(server.url + "/", timeout=5)
     assert root.status_code == 200 and root.text == "Ollama is running"
     assert requests.head(server.url + "/", timeout=5).status_code == 200
-    assert "version" in requests.get(server.url + "/api/version", timeout=5).json()
+    assert requests.get(server.url + "/api/version", timeout=5).json() == {
+        "version": OLLAMA_API_VERSION, "ollamactl": __version__}
 
 
 def test_generate_with_num_ctx_4096(fresh: Server) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from ollamactl import __version__
 from tests.doctor_helpers import INSTALLED_UNIT, make_probe, one
 
 
@@ -140,13 +141,15 @@ def test_invalid_and_unknown_settings(ctx, recorder, free_port):
 
 
 @pytest.fixture
-def fake_server(free_port) -> Iterator[int]:
-    """A tiny HTTP server on loopback answering like Ollama's `/` and `/api/*`."""
+def fake_server(free_port, request: pytest.FixtureRequest) -> Iterator[int]:
+    """A tiny HTTP server on loopback answering like Ollama's `/` and `/api/*`; its
+    `/api/version` body is the test's indirect parameter (Ollama 0.12.0 by default)."""
+    version = getattr(request, "param", {"version": "0.12.0"})
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             body = {"/": b"Ollama is running",
-                    "/api/version": json.dumps({"version": "0.12.0"}).encode(),
+                    "/api/version": json.dumps(version).encode(),
                     "/api/ps": json.dumps({"models": [{"name": "smollm2:135m", "size": 100,
                                                        "size_vram": 0}]}).encode(),
                     }.get(self.path)
@@ -173,6 +176,24 @@ def test_reachable_server_and_its_version(ctx, recorder, fake_server):
     assert one(probe, "service.version").summary == "server version 0.12.0"
     assert one(probe, "gpu.offload").summary == \
         "no usable GPU: models run on the CPU by design"
+
+
+@pytest.mark.parametrize("fake_server", [{"version": "0.33.0", "ollamactl": "0.0.1"}],
+                         indirect=True)
+def test_a_server_running_another_ollamactl_is_a_stale_process(ctx, recorder, fake_server):
+    finding = one(make_probe(ctx, recorder, port=fake_server, unit=INSTALLED_UNIT),
+                  "service.version")
+    assert finding.status == "warn"
+    assert finding.summary.startswith("the server runs ollamactl 0.0.1, installed is ")
+    assert finding.fix.commands == (("systemctl", "restart", "ollama"),)
+
+
+@pytest.mark.parametrize("fake_server", [{"version": "0.33.0", "ollamactl": __version__}],
+                         indirect=True)
+def test_a_server_running_this_ollamactl_is_current(ctx, recorder, fake_server):
+    finding = one(make_probe(ctx, recorder, port=fake_server, unit=INSTALLED_UNIT),
+                  "service.version")
+    assert finding.status == "ok" and finding.summary.startswith("server version 0.33.0")
 
 
 def test_unreachable_server_with_running_service_fails(ctx, recorder, free_port):

@@ -65,6 +65,7 @@ def test_up_host_reports_version_models_and_queue(stub: tuple[type[Stub], str]) 
     _, host = stub
     (status,) = fleet.fleet_status(fleet.parse_hosts([host]), timeout_s=2)
     assert status.status == fleet.UP and status.version == "9.9.9"
+    assert status.ollamactl is None and fleet.table_rows([status])[0][2] == "9.9.9"  # Ollama
     assert [m.name for m in status.models] == ["smollm2:135m"]
     assert status.models[0].context_length == 2048
     assert fleet.table_rows([status])[0][4:] == ("smollm2:135m", "2/512")

@@ -3,15 +3,27 @@ the real useradd runs in tests/integration/test_install_root.py)."""
 
 from __future__ import annotations
 
+import json
 import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from ollamactl import __version__
 from ollamactl.context import Context
 from ollamactl.errors import OllamactlError, PrivilegeError
 from ollamactl.host import HostFacts
-from ollamactl.install import InstallOptions, format_bytes, install, manifest, models_dir, users
+from ollamactl.install import (
+    InstallOptions,
+    InstallReport,
+    format_bytes,
+    install,
+    manifest,
+    models_dir,
+    users,
+)
 from ollamactl.install.manifest import Manifest
 from ollamactl.system import RecordingRunner
 
@@ -98,3 +110,48 @@ def test_models_dir_problems_and_fixes(ctx: Context, recorder: RecordingRunner) 
 def test_format_bytes() -> None:
     assert [format_bytes(n) for n in (12, 4096, 98_400_000, 2_000_000_000)] == [
         "12 B", "4.1 KB", "98.4 MB", "2.0 GB"]
+
+
+class VersionStub(BaseHTTPRequestHandler):
+    """Answers `/` and `/api/version` like a server that was just started."""
+
+    body = b""
+
+    def do_GET(self) -> None:
+        body = {"/": b"Ollama is running", "/api/version": self.body}.get(self.path)
+        self.send_response(200 if body is not None else 404)
+        self.send_header("Content-Length", str(len(body or b"")))
+        self.end_headers()
+        self.wfile.write(body or b"")
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
+@pytest.mark.parametrize(("answer", "shown", "noted"), [
+    ({"version": "0.33.0", "ollamactl": __version__},
+     f"ollamactl {__version__}, Ollama API 0.33.0", False),
+    ({"version": "0.33.0", "ollamactl": "0.0.1"}, "ollamactl 0.0.1, Ollama API 0.33.0", True),
+    ({"version": "0.12.0"}, "Ollama 0.12.0", True),       # a real Ollama kept the port
+])
+def test_install_names_the_server_that_answers_and_notes_a_foreign_one(
+        answer: dict[str, str], shown: str, noted: bool) -> None:
+    handler = type("Handler", (VersionStub,), {"body": json.dumps(answer).encode()})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        report = InstallReport(backend="watchdog", update=True)
+        report.await_server(url, timeout_s=5)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert (report.url, report.version) == (url, shown)
+    if noted:
+        assert report.notes == [f"the server at {url} reports {shown}, not ollamactl "
+                                f"{__version__}: another server holds the port or an old one "
+                                "is still running (`ollamactl restart`)"]
+    else:
+        assert report.notes == []
