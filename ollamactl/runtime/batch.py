@@ -16,7 +16,9 @@ greedy sampler picks, without copying the vocabulary into a candidate array each
 Sequences join between steps and leave as soon as they end; the slot's KV stays so that the
 next sequence sharing a prompt prefix skips that much prefill (logits do not depend on how a
 prompt was split into batches, so answers do not depend on this reuse or on batch neighbours
-either).
+either). A sequence that fills its slot's context shifts it as Ollama does (``shift``, on by
+default): the oldest half of what follows the first ``num_keep`` tokens leaves the KV cache,
+the rest moves down (llama.cpp re-rotates the keys), and generation goes on.
 """
 
 from __future__ import annotations
@@ -85,6 +87,8 @@ class SequenceRequest:
     stop: TextFilter | None = None
     grammar: Mapping[str, Any] | None = None
     want_context: bool = False
+    num_keep: int = 4             # tokens after BOS that a context shift never drops
+    shift: bool = True            # False: a full context ends the sequence ("length")
 
 
 @dataclass
@@ -121,6 +125,20 @@ class _Active:
     first_ns: int = 0
     next_token: int = -1          # sampled, not yet in the KV cache
     in_kv: int = 0                # tokens of prompt + generated held in the slot's KV cache
+    keep: int = 0                 # leading tokens a context shift keeps
+    dropped: int = 0              # tokens after ``keep`` that context shifts removed
+
+    @property
+    def next_pos(self) -> int:
+        """KV position of the sampled token (its index in prompt + generated, less shifts)."""
+        return len(self.request.prompt) + len(self.generated) - 1 - self.dropped
+
+    def kv_tokens(self) -> list[int]:
+        """The tokens the slot's KV cache holds, in position order."""
+        tokens = self.request.prompt + self.generated
+        if self.dropped:
+            tokens = tokens[:self.keep] + tokens[self.keep + self.dropped:]
+        return tokens[:self.in_kv]
 
     @property
     def prefilling(self) -> bool:
@@ -258,8 +276,11 @@ class BatchEngine:
         self.free_slots.remove(best)
         llama.llama_memory_seq_rm(self.memory, best, keep, -1)
         self.cached[best] = prompt[:keep]
+        bos = 1 if prompt and prompt[0] == self.token_bos() else 0
         self.active[request.id] = _Active(
             request=request, slot=best, sampler=sampler, evaluated=keep, in_kv=keep,
+            keep=min(len(prompt) if request.num_keep < 0 else request.num_keep + bos,
+                     self.n_ctx - 1),
             started_ns=time.perf_counter_ns(),
             decoder=codecs.getincrementaldecoder("utf-8")("replace"))
 
@@ -283,7 +304,7 @@ class BatchEngine:
         room = self.n_batch - sum(1 for seq in ordered if not seq.prefilling)
         for seq in ordered:
             if not seq.prefilling:
-                pos = len(seq.request.prompt) + len(seq.generated) - 1
+                pos = seq.next_pos
                 self._put(n, seq.next_token, pos, seq.slot, True)
                 seq.in_kv = pos + 1
                 rows.append((seq, n))
@@ -344,8 +365,24 @@ class BatchEngine:
         if hit:
             out.finished.append(self._finish(seq, "stop"))
         elif 0 <= request.num_predict <= len(seq.generated) or \
-                len(request.prompt) + len(seq.generated) >= self.n_ctx:
+                (seq.next_pos >= self.n_ctx and not (request.shift and self._shift(seq))):
             out.finished.append(self._finish(seq, "length"))
+
+    def _shift(self, seq: _Active) -> bool:
+        """Make room in a full slot as Ollama does: drop the oldest tokens after ``keep`` until
+        half of what follows ``keep`` is free, move the rest down; False when the model's
+        cache cannot shift."""
+        if seq.keep >= self.n_ctx - 1 or not llama.llama_memory_can_shift(self.memory):
+            return False
+        discard = max((self.n_ctx - seq.keep) // 2, 1) - (self.n_ctx - seq.in_kv)
+        if discard <= 0:
+            return True
+        if not llama.llama_memory_seq_rm(self.memory, seq.slot, seq.keep, seq.keep + discard):
+            return False
+        llama.llama_memory_seq_add(self.memory, seq.slot, seq.keep + discard, -1, -discard)
+        seq.dropped += discard
+        seq.in_kv -= discard
+        return True
 
     def _finish(self, seq: _Active, reason: str) -> Finished:
         ended = time.perf_counter_ns()
@@ -354,7 +391,7 @@ class BatchEngine:
         if seq.sampler is not None:
             llama.llama_sampler_free(seq.sampler)
         self.free_slots.append(seq.slot)
-        self.cached[seq.slot] = (request.prompt + seq.generated)[:seq.in_kv]
+        self.cached[seq.slot] = seq.kv_tokens()
         tail = ""
         if reason != "cancel":
             tail = (request.stop.flush() if request.stop is not None else "") + \

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from ollamactl.runtime.batch import BatchEngine, EngineError, Finished, Sampling, SequenceRequest
-from ollamactl.runtime.runner import SAMPLING_DEFAULTS, StopMatcher
+from ollamactl.runtime.runner import SAMPLING_DEFAULTS, InputTooLong, StopMatcher
 
 Message = dict[str, Any]
 
@@ -29,7 +29,8 @@ class RunnerSide(Protocol):
 
     def tokenize(self, segments: Sequence[Sequence[Any]], context: Sequence[int]) -> list[int]: ...
 
-    def fit_context(self, tokens: list[int], num_keep: int) -> list[int]: ...
+    def fit_context(self, tokens: list[int], num_keep: int, truncate: bool = True
+                    ) -> list[int]: ...
 
 
 def done_message(done: Finished) -> Message:
@@ -45,11 +46,13 @@ def sequence_request(message: Mapping[str, Any],
     opts = {**SAMPLING_DEFAULTS, **{k: v for k, v in (message.get("options") or {}).items()
                                     if v is not None}}
     stops = [s for s in opts["stop"] or [] if s]
+    num_keep = int(opts["num_keep"])
     return SequenceRequest(
-        id=int(message["id"]), prompt=prompt_of(message, int(opts["num_keep"])),
+        id=int(message["id"]), prompt=prompt_of(message, num_keep),
         sampling=Sampling.from_options(opts), num_predict=int(opts["num_predict"]),
         stop=StopMatcher(stops) if stops else None, grammar=message.get("grammar"),
-        want_context=bool(message.get("want_context")))
+        want_context=bool(message.get("want_context")), num_keep=num_keep,
+        shift=message.get("shift") is not False)
 
 
 def serve_batched(runner: RunnerSide, engine: BatchEngine) -> None:
@@ -58,7 +61,7 @@ def serve_batched(runner: RunnerSide, engine: BatchEngine) -> None:
 
     def prompt_of(message: Mapping[str, Any], num_keep: int) -> list[int]:
         tokens = runner.tokenize(message["segments"], message.get("context") or [])
-        return runner.fit_context(tokens, num_keep)
+        return runner.fit_context(tokens, num_keep, message.get("truncate") is not False)
 
     while True:
         out: list[Message] = []
@@ -80,6 +83,8 @@ def serve_batched(runner: RunnerSide, engine: BatchEngine) -> None:
                 if message.get("t") != "gen":
                     raise ValueError("this model does not support embeddings")
                 engine.admit(sequence_request(message, prompt_of))
+            except InputTooLong as exc:
+                out.append({"t": "err", "id": seq_id, "msg": str(exc), "status": 400})
             except Exception as exc:  # one bad request must not end the runner
                 out.append({"t": "err", "id": seq_id, "msg": f"{type(exc).__name__}: {exc}"})
         if engine.busy:

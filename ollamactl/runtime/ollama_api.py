@@ -30,7 +30,7 @@ from ollamactl.runtime.memory import estimate_model_bytes
 from ollamactl.runtime.names import InvalidModelName, ModelName
 from ollamactl.runtime.options import InvalidOption, merge_options, validate_options
 from ollamactl.runtime.runner import RunnerConfig
-from ollamactl.runtime.runner_client import Finished, RunnerFailed
+from ollamactl.runtime.runner_client import Finished, RunnerFailed, RunnerRefused
 from ollamactl.runtime.scheduler import Lease, ModelRef, ModelTooLarge, QueueFull, Scheduler
 from ollamactl.runtime.schemas import (
     BadRequest,
@@ -191,18 +191,20 @@ class Inference:
                   chunk: Callable[[str], dict[str, Any] | None],
                   final: Callable[[str, Finished, dict[str, int]], dict[str, Any]],
                   context: list[int] | None = None, want_context: bool = False,
-                  grammar: dict[str, Any] | None = None) -> Response:
+                  grammar: dict[str, Any] | None = None, shift: bool = True,
+                  truncate: bool = True) -> Response:
         """Run one sequence and answer with NDJSON chunks or a single object; ``chunk`` may
         hold a piece back (None), ``grammar`` constrains decoding (see :mod:`grammar`)."""
         scheduler = _scheduler(self.request)
         lease = await self.acquire()
         events = lease.loaded.process.generate(segments, self.sampling(), context=context,
-                                               want_context=want_context, grammar=grammar)
+                                               want_context=want_context, grammar=grammar,
+                                               shift=shift, truncate=truncate)
         try:
             first = await anext(events)
         except RunnerFailed as exc:
             scheduler.release(lease)
-            raise ApiError(500, str(exc)) from None
+            raise ApiError(400 if isinstance(exc, RunnerRefused) else 500, str(exc)) from None
         except BaseException:
             scheduler.release(lease)
             await events.aclose()
@@ -320,7 +322,9 @@ async def generate(request: Request) -> Response:
 
     return await inference.run(list(prompt.segments), stream=req.stream is not False,
                                chunk=chunk, final=final, context=req.context,
-                               want_context=not req.raw, grammar=grammar)
+                               want_context=not req.raw, grammar=grammar,
+                               shift=req.shift is not False,
+                               truncate=req.truncate is not False)
 
 
 @router.post("/api/chat")
@@ -380,7 +384,9 @@ async def chat(request: Request) -> Response:
                 "done_reason": done.reason, "done": True, **metrics}
 
     return await inference.run(list(prompt.segments), stream=req.stream is not False,
-                               chunk=chunk, final=final, grammar=grammar)
+                               chunk=chunk, final=final, grammar=grammar,
+                               shift=req.shift is not False,
+                               truncate=req.truncate is not False)
 
 
 def _check_context(model: LocalModel, context: list[int] | None) -> None:

@@ -60,6 +60,13 @@ def physical_cores() -> int:
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
+INPUT_TOO_LONG = "the input length exceeds the context length"
+
+
+class InputTooLong(ValueError):
+    """A prompt longer than the context with ``truncate`` false (Ollama answers 400)."""
+
+
 class StopMatcher:
     """Holds back text that could be the start of a stop sequence; reports a full match."""
 
@@ -228,12 +235,20 @@ class Runner:
             self.segment_tokens.move_to_end(key)
         return tokens
 
-    def fit_context(self, tokens: list[int], num_keep: int) -> list[int]:
-        """Drop prompt tokens after the first ``num_keep`` so that generation has room."""
+    def fit_context(self, tokens: list[int], num_keep: int, truncate: bool = True) -> list[int]:
+        """Drop prompt tokens after the first ``num_keep`` (after BOS) so that generation has
+        room, as Ollama does; with ``truncate`` false a prompt that does not fit is refused.
+
+        Raises:
+            InputTooLong: the prompt does not fit and ``truncate`` is false.
+        """
         room = self.config.num_ctx - 1
         if len(tokens) <= room:
             return tokens
-        keep = max(0, min(num_keep, room // 2))
+        if not truncate:
+            raise InputTooLong(INPUT_TOO_LONG)
+        bos = 1 if tokens[0] == self.llm.token_bos() else 0
+        keep = room // 2 if num_keep < 0 else max(0, min(num_keep + bos, room // 2))
         return tokens[:keep] + tokens[len(tokens) - (room - keep):]
 
     def run_embed(self, seq_id: int, request: dict[str, Any]) -> None:
@@ -263,4 +278,8 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    # The canonical module, not this __main__ copy: batch_loop imports runner's classes
+    # (InputTooLong, ...) and an exception from a second copy would not match them.
+    from ollamactl.runtime import runner
+
+    sys.exit(runner.main(sys.argv[1:]))

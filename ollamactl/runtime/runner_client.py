@@ -33,6 +33,10 @@ class RunnerDied(RunnerFailed):
     """The runner process ended while it was loading or serving."""
 
 
+class RunnerRefused(RunnerFailed):
+    """The runner refused a sequence for what the request asked (Ollama answers 400)."""
+
+
 @dataclass(frozen=True)
 class Finished:
     """The last event of a sequence: why it stopped, counts and durations (ns)."""
@@ -147,15 +151,19 @@ class RunnerProcess:
 
     async def generate(self, segments: Sequence[tuple[str, bool]], options: Mapping[str, Any],
                        *, context: Sequence[int] | None = None,
-                       want_context: bool = False, grammar: Mapping[str, Any] | None = None
+                       want_context: bool = False, grammar: Mapping[str, Any] | None = None,
+                       shift: bool = True, truncate: bool = True
                        ) -> AsyncGenerator[str | Finished, None]:
         """Stream one sequence: text pieces (one per sampled token), then a :class:`Finished`.
+        ``shift``: a full context shifts rather than ends the sequence; ``truncate``: a prompt
+        longer than the context is cut rather than refused.
 
         Closing the iterator early cancels the sequence in the runner.
 
         Raises:
             RunnerDied: the runner ended mid-sequence.
-            RunnerFailed: the runner refused the sequence.
+            RunnerRefused: the request cannot be served as asked (prompt too long).
+            RunnerFailed: the runner failed the sequence.
         """
         if not self.is_alive:
             raise RunnerDied(self.death or "runner is not running")
@@ -167,7 +175,8 @@ class RunnerProcess:
             await self._send({"t": "gen", "id": seq_id, "segments": [list(s) for s in segments],
                               "context": list(context) if context else None,
                               "options": dict(options), "want_context": want_context,
-                              "grammar": dict(grammar) if grammar else None})
+                              "grammar": dict(grammar) if grammar else None,
+                              "shift": shift, "truncate": truncate})
             while True:
                 event = await events.get()
                 kind = event["t"]
@@ -181,6 +190,8 @@ class RunnerProcess:
                     return
                 elif kind == "err":
                     finished = True
+                    if event.get("status") == 400:
+                        raise RunnerRefused(str(event["msg"]))
                     raise RunnerFailed(str(event["msg"]))
                 else:
                     finished = True

@@ -50,6 +50,8 @@ class GenerateRequest(_Request):
     keep_alive: Any = None
     images: list[str] | None = None
     think: Any = None
+    truncate: bool | None = None  # unset/true: a prompt longer than num_ctx is cut (false: 400)
+    shift: bool | None = None     # unset/true: a full context shifts (false: ends, "length")
 
 
 class ChatRequest(_Request):
@@ -62,6 +64,8 @@ class ChatRequest(_Request):
     options: dict[str, Any] | None = None
     keep_alive: Any = None
     think: Any = None
+    truncate: bool | None = None
+    shift: bool | None = None
 
 
 class ModelRequest(_Request):

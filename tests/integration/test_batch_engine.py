@@ -83,3 +83,44 @@ def test_a_step_puts_sequences_in_slot_order_and_a_newcomer_takes_the_lowest_fre
         assert batch_slots() == [0, 1, 2, 3]
     finally:
         engine.close()
+
+
+def test_a_full_context_shifts_and_generation_goes_on_as_without_the_shift() -> None:
+    """Ollama's context shift: a sequence that fills its slot keeps num_keep tokens, drops the
+    oldest half of the rest and goes on; with shift off it ends with "length" at the edge.
+    Both start with the same tokens (the shift changes nothing before it happens)."""
+    import llama_cpp
+
+    from ollamactl.runtime.batch import BatchEngine, Finished, Sampling, SequenceRequest
+
+    story = (b"<|im_start|>user\nWrite a long story about a lighthouse keeper and a storm."
+             b"<|im_end|>\n<|im_start|>assistant\n")
+    n_ctx, wanted = 64, 150
+    engine = BatchEngine(str(smollm2_gguf()), n_ctx=n_ctx, n_parallel=2, n_threads=2)
+    try:
+        prompt = engine.tokenize(story, False, True)
+        for seq_id, shift in ((1, False), (2, True)):
+            engine.admit(SequenceRequest(id=seq_id, prompt=list(prompt), shift=shift,
+                                         sampling=Sampling(temperature=0), num_predict=wanted))
+        texts: dict[int, list[str]] = {1: [], 2: []}
+        done: dict[int, Finished] = {}
+        most = 0
+        while engine.busy:
+            step = engine.step()
+            for seq_id, text in step.tokens:
+                texts[seq_id].append(text)
+            done.update((f.id, f) for f in step.finished)
+            most = max([most, *(llama_cpp.llama_memory_seq_pos_max(engine.memory, s.slot)
+                                for s in engine.active.values())])
+        shifted, keep = engine.cached[1], 4 + (prompt[0] == engine.token_bos())
+    finally:
+        engine.close()
+    edge = n_ctx - len(prompt) + 1          # tokens sampled until the next one has no cell
+    assert (done[1].reason, done[1].eval_n) == ("length", edge)
+    assert (done[2].reason, done[2].eval_n) == ("length", wanted)    # num_predict, not the edge
+    assert texts[2][:edge] == texts[1]
+    assert len("".join(texts[2])) > 2 * len("".join(texts[1]))
+    assert most < n_ctx                       # every position stayed inside the slot
+    # the slot's cache: num_keep (+ BOS) prompt tokens, then only what came after the drop
+    assert shifted[:keep] == prompt[:keep] and shifted[keep:2 * keep] != prompt[keep:2 * keep]
+    assert len(shifted) <= n_ctx

@@ -111,6 +111,44 @@ def test_generate_with_num_ctx_4096(fresh: Server) -> None:
     assert fresh.ps()[0]["context_length"] == 4096
 
 
+STORY = "Write a long story about a lighthouse keeper and a storm."
+STORY_RAW = f"<|im_start|>user\n{STORY}<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_a_full_context_shifts_unless_shift_is_false(fresh: Server) -> None:
+    """Ollama's `shift`: on by default, generation goes past num_ctx (the oldest tokens after
+    num_keep leave); `shift: false` ends it with done_reason "length" at the context's edge."""
+    def generate(**extra: Any) -> dict[str, Any]:
+        reply = fresh.post("/api/generate", {
+            "model": SMOLLM2, "prompt": STORY_RAW, "raw": True, "stream": False, **extra,
+            "options": {"temperature": 0, "num_ctx": 64, "num_predict": 120}})
+        assert reply.status_code == 200, reply.text
+        return reply.json()
+
+    stopped, shifted = generate(shift=False), generate()
+    assert stopped["done_reason"] == "length"
+    assert stopped["prompt_eval_count"] + stopped["eval_count"] == 64 + 1
+    assert shifted["done_reason"] == "length" and shifted["eval_count"] == 120
+    assert shifted["response"].startswith(stopped["response"])
+
+
+def test_a_prompt_longer_than_the_context_is_cut_unless_truncate_is_false(
+        fresh: Server) -> None:
+    body = {"model": SMOLLM2, "prompt": STORY * 12, "stream": False,
+            "options": {**SHORT, "num_ctx": 64}}
+    cut = fresh.post("/api/generate", body)
+    assert cut.status_code == 200, cut.text
+    assert cut.json()["prompt_eval_count"] < 64
+    refused = fresh.post("/api/generate", {**body, "truncate": False})
+    assert refused.status_code == 400, refused.text
+    assert refused.json() == {"error": "the input length exceeds the context length"}
+    chat = fresh.post("/api/chat", {"model": SMOLLM2, "stream": False, "truncate": False,
+                                    "messages": [{"role": "user", "content": STORY * 12}],
+                                    "options": {**SHORT, "num_ctx": 64}})
+    assert chat.status_code == 400 and "exceeds the context length" in chat.json()["error"]
+    assert fresh.post("/api/generate", {**body, "truncate": True}).status_code == 200
+
+
 def test_preload_keep_forever_then_unload(fresh: Server) -> None:
     loaded = fresh.post("/api/generate", {"model": SMOLLM2, "keep_alive": -1}).json()
     assert loaded["done"] is True and loaded["done_reason"] == "load" and loaded["response"] == ""
