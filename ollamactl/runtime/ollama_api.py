@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -83,6 +83,34 @@ def _store(request: Request) -> Store:
 def _scheduler(request: Request) -> Scheduler:
     scheduler: Scheduler = request.app.state.scheduler
     return scheduler
+
+
+CLIENT_GONE = 499  # nginx's and Ollama's status for "client closed request" (logged only)
+R = TypeVar("R")
+
+
+async def _disconnected(request: Request) -> None:
+    """Return once the client has closed the connection (call after the body was read)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _while_connected(request: Request, work: Awaitable[R]) -> R:
+    """``work``'s result, unless the client leaves first: then ``work`` is cancelled (its own
+    cleanup gives back what it held) and the request ends with 499. A client that gave up
+    while queued must not take a slot and run a generation nobody reads."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+    if task.cancelled():
+        raise ApiError(CLIENT_GONE, "client closed the connection")
+    return task.result()
 
 
 async def _body(request: Request) -> Any:
@@ -196,12 +224,12 @@ class Inference:
         """Run one sequence and answer with NDJSON chunks or a single object; ``chunk`` may
         hold a piece back (None), ``grammar`` constrains decoding (see :mod:`grammar`)."""
         scheduler = _scheduler(self.request)
-        lease = await self.acquire()
+        lease = await _while_connected(self.request, self.acquire())
         events = lease.loaded.process.generate(segments, self.sampling(), context=context,
                                                want_context=want_context, grammar=grammar,
                                                shift=shift, truncate=truncate)
         try:
-            first = await anext(events)
+            first = await _while_connected(self.request, anext(events))
         except RunnerFailed as exc:
             scheduler.release(lease)
             raise ApiError(400 if isinstance(exc, RunnerRefused) else 500, str(exc)) from None
@@ -211,18 +239,22 @@ class Inference:
             raise
 
         if not stream:
-            pieces: list[str] = []
-            event = first
-            try:
+            async def collect() -> tuple[list[str], Finished]:
+                pieces: list[str] = []
+                event = first
                 while not isinstance(event, Finished):
                     pieces.append(event)
                     event = await anext(events)
+                return pieces, event
+
+            try:
+                pieces, done = await _while_connected(self.request, collect())
             except RunnerFailed as exc:
                 raise ApiError(500, str(exc)) from None
             finally:
                 scheduler.release(lease)
                 await events.aclose()
-            return JSONResponse(final("".join(pieces), event, self.metrics(lease, event)))
+            return JSONResponse(final("".join(pieces), done, self.metrics(lease, done)))
 
         released = False
 

@@ -149,6 +149,45 @@ def test_a_prompt_longer_than_the_context_is_cut_unless_truncate_is_false(
     assert fresh.post("/api/generate", {**body, "truncate": True}).status_code == 200
 
 
+def test_a_client_that_leaves_while_queued_never_takes_the_slot(fresh: Server) -> None:
+    """One slot: A generates, B waits behind it and hangs up. B must leave the queue then
+    (logged as 499) rather than run a whole generation for nobody after A."""
+    import socket
+
+    fresh.post("/api/generate", {"model": SMOLLM2, "keep_alive": -1})   # loaded: no load wait
+    logged = fresh.log.stat().st_size
+    long = {"model": SMOLLM2, "prompt": STORY_RAW, "raw": True,
+            "options": {"temperature": 0, "num_predict": 200}}
+    with requests.post(fresh.url + "/api/generate", json=long, stream=True,
+                       timeout=120) as first:
+        lines = first.iter_lines()
+        assert json.loads(next(lines))["done"] is False                # A holds the slot
+        body = json.dumps({**long, "stream": False}).encode()
+        host = fresh.url.removeprefix("http://")
+        with socket.create_connection(("127.0.0.1", int(host.rsplit(":", 1)[1]))) as b:
+            b.sendall(b"POST /api/generate HTTP/1.1\r\nHost: " + host.encode() + b"\r\n"
+                      b"Content-Type: application/json\r\n"
+                      b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            wait_for(lambda: "waiting" in ps_queue(fresh))                 # B is queued
+        wait_for(lambda: "status=499" in fresh.log.read_bytes()[logged:].decode())
+        assert json.loads(list(lines)[-1])["done"] is True            # A goes on to its end
+
+    def statuses() -> list[str]:
+        return [line.split("status=")[1].split()[0] for line in
+                fresh.log.read_bytes()[logged:].decode().splitlines()
+                if "msg=POST /api/generate" in line]
+
+    wait_for(lambda: len(statuses()) == 2)     # A's line follows its last chunk
+    assert statuses() == ["499", "200"]        # B gave up before A finished; B never ran
+    assert ps_queue(fresh) == "idle"
+
+
+def ps_queue(server: Server) -> str:
+    """"waiting" while a request waits for a slot of the loaded model, else "idle"."""
+    queue = requests.get(server.url + "/api/ps", timeout=10).json().get("queue") or {}
+    return "waiting" if queue.get("pending") else "idle"
+
+
 def test_preload_keep_forever_then_unload(fresh: Server) -> None:
     loaded = fresh.post("/api/generate", {"model": SMOLLM2, "keep_alive": -1}).json()
     assert loaded["done"] is True and loaded["done_reason"] == "load" and loaded["response"] == ""
