@@ -17,13 +17,12 @@ app = typer.Typer(help="List GPUs, check their compatibility, reload nvidia_uvm.
 
 
 def server_environ(context: Context) -> dict[str, str]:
-    """The settings the server would see: the service's persisted ones under this process's."""
-    from ollamactl.service import get_env_store
+    """The settings the server runs with, as doctor judges them: the service's persisted ones,
+    else this process's (a server started by hand inherits them)."""
+    from ollamactl.service import service_environ
 
-    store = get_env_store(context)
-    merged = dict(store.read()) if store is not None else {}
-    merged.update(environ())
-    return merged
+    service = service_environ(context)
+    return service if service is not None else environ()
 
 
 def scan(context: Context, env: Mapping[str, str] | None = None) -> GpuInventory:

@@ -168,13 +168,12 @@ class Probe:
                     env[key] = value
             return env
         try:
-            from ollamactl.service import get_env_store
+            from ollamactl.service import service_environ
 
-            store = get_env_store(self.ctx)
+            return service_environ(self.ctx)
         except (ImportError, OllamactlError, OSError) as exc:
             log.debug("env store: %s", exc)
             return None
-        return dict(store.read()) if store is not None else None
 
     @property
     def server_env(self) -> dict[str, str]:

@@ -107,3 +107,14 @@ def get_env_store(ctx: Context) -> EnvStore | None:
     if manager.name == "launchd" and not manager.status().installed:
         return None
     return manager.env_store()
+
+
+def service_environ(ctx: Context) -> dict[str, str] | None:
+    """The service's persisted settings; None when there is no service to read them from.
+
+    What the server runs with is these when they exist (a variable exported in a shell never
+    reaches a service), else the environment of whoever starts it by hand: doctor and
+    ``gpu list`` both judge by that rule.
+    """
+    store = get_env_store(ctx)
+    return dict(store.read()) if store is not None else None

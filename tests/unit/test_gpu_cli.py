@@ -35,3 +35,20 @@ def test_gpu_check_without_gpus_says_cpu(monkeypatch):
     result = CliRunner().invoke(app, ["gpu", "check"])
     assert result.exit_code == 0
     assert "no GPU found: the server will run on the CPU" in result.stdout
+
+
+def test_gpu_scans_with_the_service_settings_when_a_service_is_installed(ctx, monkeypatch):
+    """Doctor's rule: the installed service's settings, never a shell's (they do not reach the
+    service); without a service, the shell's (a server started by hand inherits them)."""
+    from ollamactl.cli.gpu import server_environ
+    from ollamactl.service.systemd import DROPIN_PATH, UNIT_PATH
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    monkeypatch.setenv("HSA_OVERRIDE_GFX_VERSION", "10.3.0")
+    assert server_environ(ctx)["CUDA_VISIBLE_DEVICES"] == "0"       # no unit: this shell
+    ctx.path(UNIT_PATH).parent.mkdir(parents=True)
+    ctx.path(UNIT_PATH).write_text("[Service]\nExecStart=/usr/bin/ollama serve\n")
+    ctx.path(DROPIN_PATH).parent.mkdir(parents=True)
+    ctx.path(DROPIN_PATH).write_text('[Service]\nEnvironment="CUDA_VISIBLE_DEVICES=1"\n')
+    env = server_environ(ctx)
+    assert env["CUDA_VISIBLE_DEVICES"] == "1" and "HSA_OVERRIDE_GFX_VERSION" not in env
