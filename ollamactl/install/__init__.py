@@ -199,12 +199,19 @@ def _service_account(ctx: Context, record: Manifest) -> users.Account | None:
 
 
 def _models_dir(ctx: Context, record: Manifest) -> None:
+    """The models directory under the service's home, owned by the service user, down to the
+    files: models an uninstall kept belong to the old ``ollama`` uid, and a new user with
+    another uid could read them but never pull, create or delete again."""
     account = _service_account(ctx, record)
     owner = (account.uid, account.gid) if account else None
     models = Path(record.models_dir)
     for path in [*reversed(models.parents), models]:
         if Path(layout.HOME) in path.parents:
             _ensure_dir(ctx, record, str(path), owner=owner, why="models, owned by the service")
+    if owner is not None and Path(layout.HOME) in models.parents and \
+            ctx.path(str(models)).is_dir():
+        ctx.runner.chown(ctx.path(str(models)), owner, recursive=True,
+                         why="models kept from an earlier install, for the service user")
 
 
 def _runtime(ctx: Context, record: Manifest, options: InstallOptions,

@@ -123,12 +123,27 @@ def test_uninstall_keeps_models_unless_purge(root: Path) -> None:
     blob = root / "usr/share/ollama/.ollama/models/blobs/sha256-00"
     blob.parent.mkdir()
     blob.write_bytes(b"x" * 4096)
+    owner = root / "usr/share/ollama/.ollama/models"
+    for path in (blob.parent, blob):            # as the server would have written them
+        os.chown(path, owner.stat().st_uid, owner.stat().st_gid)
     kept = ollamactl(root, "uninstall", "--yes")
     assert kept.returncode == 0, kept.stderr
     assert "keep the models" in kept.stdout and blob.exists()
     assert entry(root, "passwd", "ollama") == []
     assert not (root / "etc/systemd/system/ollama.service").exists()
     assert [p for p in diff(before, snapshot(root)) if "usr" not in p] == []
+
+    # Another system user takes the old uid: the next ollama user gets a new one, and the kept
+    # models (left to a uid that is no longer ollama) are handed over to it.
+    old_uid = blob.parent.stat().st_uid
+    subprocess.run(["useradd", "--root", str(root), "--system", "--uid", str(old_uid),
+                    "--no-create-home", "squatter"], check=True, capture_output=True)
+    again = ollamactl(root, "install", "--yes")
+    assert again.returncode == 0, again.stderr
+    uid, gid = (int(n) for n in entry(root, "passwd", "ollama")[2:4])
+    assert uid != old_uid
+    assert {(p.stat().st_uid, p.stat().st_gid) for p in (blob.parent, blob)} == {(uid, gid)}
+    assert "models kept from an earlier install" in again.stdout
 
 
 def test_purge_removes_models(root: Path) -> None:
