@@ -12,7 +12,8 @@ Follows Ollama's server/sched.go where it matters to users:
 - OLLAMA_MAX_LOADED_MODELS and predicted memory (GGUF header) against free RAM/VRAM decide when
   to evict; the victim is the idle runner with the shortest keep_alive, then by path (not LRU);
   when none is idle the shortest is marked to unload after its requests and the load waits;
-- a model whose prediction exceeds what the machine could free is refused;
+- a model whose prediction exceeds what the machine could free is refused; a load that runs
+  out of memory anyway (the prediction was short) evicts every other runner and retries once;
 - keep_alive: the timer starts when a runner's last request ends; 0 unloads then; forever never.
 """
 
@@ -38,6 +39,10 @@ QUEUE_FULL_MESSAGE = "server busy, please try again.  maximum pending requests e
 # A runner holds up to NUM_PARALLEL x this sequences: the ones beyond its slots wait in its own
 # queue (they still count as pending against OLLAMA_MAX_QUEUE).
 RUNNER_QUEUE_FACTOR = 2
+
+# How a runner that ran out of memory while loading says so: llama.cpp's allocation failures,
+# our engine's context error, and the kernel's OOM killer.
+OUT_OF_MEMORY_SIGNS = ("out of memory", "failed to allocate", "cudamalloc", "signal: killed")
 
 
 class QueueFull(Exception):
@@ -187,6 +192,7 @@ class Scheduler:
     async def _get_runner(self, ref: ModelRef, config: RunnerConfig,
                           keep_alive_s: float | None) -> Loaded:
         async with self._load_lock:
+            retried = False
             while True:
                 current = self.loaded.get(ref.model_path)
                 if current is not None and current.config == config and \
@@ -204,7 +210,17 @@ class Scheduler:
                 if not self._fits(ref):
                     await self._evict(self._pick_victim())
                     continue
-                loaded = await self._load(ref, config, keep_alive_s)
+                try:
+                    loaded = await self._load(ref, config, keep_alive_s)
+                except RunnerFailed as exc:
+                    if retried or not self.loaded or not _out_of_memory(exc):
+                        raise
+                    log.warning("loading model=%s ran out of memory (%s): evicting every "
+                                "loaded model and retrying once", ref.name, exc)
+                    for victim in list(self.loaded.values()):
+                        await self._evict(victim)
+                    retried = True
+                    continue
                 self._take_ref(loaded, keep_alive_s)
                 return loaded
 
@@ -312,6 +328,11 @@ class Scheduler:
             await self._unload(loaded)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _out_of_memory(exc: RunnerFailed) -> bool:
+    message = str(exc).lower()
+    return any(sign in message for sign in OUT_OF_MEMORY_SIGNS)
 
 
 def _gib(size: int) -> str:

@@ -13,7 +13,7 @@ import pytest
 
 from ollamactl.runtime.memory import MemoryState
 from ollamactl.runtime.runner import RunnerConfig
-from ollamactl.runtime.runner_client import ReadyInfo, RunnerProcess
+from ollamactl.runtime.runner_client import ReadyInfo, RunnerFailed, RunnerProcess
 from ollamactl.runtime.scheduler import (
     QUEUE_FULL_MESSAGE,
     ModelRef,
@@ -258,6 +258,64 @@ def test_runner_holds_a_queue_of_num_parallel_that_counts_as_pending() -> None:
         for lease in leases:
             sched.release(lease)
         assert sched.pending == 0
+        await sched.close()
+
+    run(scenario)
+
+
+class TightRunnerProcess(FakeRunnerProcess):
+    """A runner whose load fails the way llama.cpp reports it while any other runner lives
+    (``failure``), as on a machine whose memory the prediction overestimated."""
+
+    def __init__(self, config: RunnerConfig, log: list[str], sched: Scheduler,
+                 failure: str) -> None:
+        super().__init__(config, log)
+        self.sched = sched
+        self.failure = failure
+
+    async def start(self, timeout_s: float) -> ReadyInfo:
+        if any(item.process.is_alive for item in self.sched.loaded.values()):
+            self.log.append(f"fail {Path(self.config.model_path).name}")
+            raise RunnerFailed(self.failure)
+        return await super().start(timeout_s)
+
+
+def tight_scheduler(log: list[str], failure: str) -> Scheduler:
+    sched = make_scheduler(log, max_loaded_models=3)
+
+    def spawn(config: RunnerConfig) -> RunnerProcess:
+        fake: Any = TightRunnerProcess(config, log, sched, failure)
+        return fake  # type: ignore[no-any-return]
+
+    sched.spawn = spawn
+    return sched
+
+
+def test_a_load_out_of_memory_evicts_every_other_model_and_retries_once() -> None:
+    async def scenario() -> None:
+        log: list[str] = []
+        sched = tight_scheduler(
+            log, "EngineError: unable to create the llama context (out of memory?)")
+        sched.release(await sched.acquire(ref("a"), cfg("a"), None))
+        log.clear()
+        sched.release(await sched.acquire(ref("b"), cfg("b"), None))
+        assert log == ["fail b", "stop a", "start b ctx=2048"]
+        assert [item.ref.name for item in sched.running()] == ["b"]
+        await sched.close()
+
+    run(scenario)
+
+
+def test_a_load_that_fails_for_another_reason_keeps_the_other_models() -> None:
+    async def scenario() -> None:
+        log: list[str] = []
+        sched = tight_scheduler(log, "EngineError: unable to load model: /models/b")
+        sched.release(await sched.acquire(ref("a"), cfg("a"), None))
+        log.clear()
+        with pytest.raises(RunnerFailed, match="unable to load model"):
+            await sched.acquire(ref("b"), cfg("b"), None)
+        assert log == ["fail b"]
+        assert [item.ref.name for item in sched.running()] == ["a"]
         await sched.close()
 
     run(scenario)
