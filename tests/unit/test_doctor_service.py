@@ -173,7 +173,7 @@ def test_reachable_server_and_its_version(ctx, recorder, fake_server):
     probe = make_probe(ctx, recorder, port=fake_server, unit=INSTALLED_UNIT)
     reach = one(probe, "server.reachable")
     assert reach.status == "ok" and "Ollama is running" in reach.summary
-    assert one(probe, "service.version").summary == "server version 0.12.0"
+    assert one(probe, "service.version").summary == "server: Ollama 0.12.0"
     assert one(probe, "gpu.offload").summary == \
         "no usable GPU: models run on the CPU by design"
 
@@ -193,10 +193,31 @@ def test_a_server_running_another_ollamactl_is_a_stale_process(ctx, recorder, fa
 def test_a_server_running_this_ollamactl_is_current(ctx, recorder, fake_server):
     finding = one(make_probe(ctx, recorder, port=fake_server, unit=INSTALLED_UNIT),
                   "service.version")
-    assert finding.status == "ok" and finding.summary.startswith("server version 0.33.0")
+    assert finding.status == "ok"
+    assert finding.summary == f"server: ollamactl {__version__}, Ollama API 0.33.0"
 
 
 def test_unreachable_server_with_running_service_fails(ctx, recorder, free_port):
     finding = one(make_probe(ctx, recorder, port=free_port, unit=INSTALLED_UNIT),
                   "server.reachable")
     assert finding.status == "fail" and "connection refused" in finding.summary
+
+
+@pytest.mark.parametrize(("fake_server", "status", "words", "absent"), [
+    ({"version": "0.12.0"}, "fail", ["CVE-2026-7482", "CVE-2026-7020"], ["CVE-2024-28224"]),
+    ({"version": "0.1.28"}, "fail", ["CVE-2024-28224", "CVE-2024-45436", "CVE-2026-7482"], []),
+    ({"version": "0.17.1"}, "fail", ["CVE-2026-7020"], ["CVE-2026-7482"]),
+    ({"version": "0.33.0"}, "ok", ["every listed security fix"], []),
+    ({"version": "0.0.0"}, "warn", ["development build"], []),
+    ({"version": "0.33.0", "ollamactl": __version__}, "ok", ["ollamactl's own server"], []),
+], indirect=["fake_server"])
+def test_a_real_ollama_below_a_security_fix_fails(ctx, recorder, fake_server, status, words,
+                                                  absent):
+    """C38: Ollama's version against the releases that fixed published flaws."""
+    finding = one(make_probe(ctx, recorder, port=fake_server, unit=INSTALLED_UNIT),
+                  "service.security-floor")
+    assert finding.status == status
+    assert all(w in finding.summary for w in words)
+    assert not any(w in finding.summary for w in absent)
+    if status == "fail":
+        assert "at least 0.20.3" in finding.fix.summary
