@@ -114,7 +114,7 @@ class RunnerProcess:
             await self.stop()
             raise RunnerFailed(f"timed out after {timeout_s:g}s waiting for the model to "
                                "load (OLLAMA_LOAD_TIMEOUT)") from None
-        except RunnerFailed:
+        except BaseException:  # RunnerFailed, or the waiting request was cancelled: no orphan
             await self.stop()
             raise
 

@@ -182,6 +182,26 @@ def test_a_client_that_leaves_while_queued_never_takes_the_slot(fresh: Server) -
     assert ps_queue(fresh) == "idle"
 
 
+def test_a_client_that_leaves_during_the_load_leaves_no_runner_behind(fresh: Server) -> None:
+    """The only request for a model hangs up while its runner loads: the load is abandoned
+    and its runner stopped, not left running outside the scheduler's books."""
+    import socket
+
+    logged = fresh.log.stat().st_size
+    body = json.dumps({"model": SMOLLM2, "prompt": "hi", "stream": False}).encode()
+    host = fresh.url.removeprefix("http://")
+    with socket.create_connection(("127.0.0.1", int(host.rsplit(":", 1)[1]))) as client:
+        client.sendall(b"POST /api/generate HTTP/1.1\r\nHost: " + host.encode() + b"\r\n"
+                       b"Content-Type: application/json\r\n"
+                       b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        wait_for(lambda: runner_pids(fresh.pid) != [], timeout_s=30)    # loading
+    wait_for(lambda: "status=499" in fresh.log.read_bytes()[logged:].decode(), timeout_s=30)
+    wait_for(lambda: runner_pids(fresh.pid) == [], timeout_s=30)
+    assert fresh.ps() == []
+    assert fresh.post("/api/generate", {"model": SMOLLM2, "prompt": "hi",
+                                        "options": SHORT, "stream": False}).status_code == 200
+
+
 def ps_queue(server: Server) -> str:
     """"waiting" while a request waits for a slot of the loaded model, else "idle"."""
     queue = requests.get(server.url + "/api/ps", timeout=10).json().get("queue") or {}
