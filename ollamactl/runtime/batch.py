@@ -38,6 +38,10 @@ REGEX_SPECIAL = frozenset("\\^$.|?*+()[]{}")
 # Longest prompt piece one sequence puts into one step while others may be decoding.
 PREFILL_CHUNK = 256
 
+# A sequence generates at most this many contexts' worth of tokens (Ollama's guard against a
+# model that never stops once context shifts keep making room): num_predict -1 means this.
+MAX_PREDICT_CONTEXTS = 10
+
 
 class EngineError(RuntimeError):
     """The model or context could not be created, or a decode failed."""
@@ -127,6 +131,7 @@ class _Active:
     in_kv: int = 0                # tokens of prompt + generated held in the slot's KV cache
     keep: int = 0                 # leading tokens a context shift keeps
     dropped: int = 0              # tokens after ``keep`` that context shifts removed
+    limit: int = 0                # most tokens to generate: num_predict, capped
 
     @property
     def next_pos(self) -> int:
@@ -281,6 +286,8 @@ class BatchEngine:
             request=request, slot=best, sampler=sampler, evaluated=keep, in_kv=keep,
             keep=min(len(prompt) if request.num_keep < 0 else request.num_keep + bos,
                      self.n_ctx - 1),
+            limit=min(MAX_PREDICT_CONTEXTS * self.n_ctx, request.num_predict)
+            if request.num_predict >= 0 else MAX_PREDICT_CONTEXTS * self.n_ctx,
             started_ns=time.perf_counter_ns(),
             decoder=codecs.getincrementaldecoder("utf-8")("replace"))
 
@@ -364,7 +371,7 @@ class BatchEngine:
         out.tokens.append((request.id, text))
         if hit:
             out.finished.append(self._finish(seq, "stop"))
-        elif 0 <= request.num_predict <= len(seq.generated) or \
+        elif seq.limit <= len(seq.generated) or \
                 (seq.next_pos >= self.n_ctx and not (request.shift and self._shift(seq))):
             out.finished.append(self._finish(seq, "length"))
 

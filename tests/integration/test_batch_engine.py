@@ -124,3 +124,19 @@ def test_a_full_context_shifts_and_generation_goes_on_as_without_the_shift() -> 
     # the slot's cache: num_keep (+ BOS) prompt tokens, then only what came after the drop
     assert shifted[:keep] == prompt[:keep] and shifted[keep:2 * keep] != prompt[keep:2 * keep]
     assert len(shifted) <= n_ctx
+
+
+def test_unlimited_num_predict_stops_after_ten_contexts_of_shifting() -> None:
+    """A model that never stops (counting) with num_predict -1 and shifts on: Ollama's guard
+    ends it after 10 x num_ctx tokens, with done_reason "length"."""
+    from ollamactl.runtime.batch import MAX_PREDICT_CONTEXTS, BatchEngine, Sampling, SequenceRequest
+
+    engine = BatchEngine(str(smollm2_gguf()), n_ctx=32, n_parallel=1, n_threads=2)
+    try:
+        engine.admit(SequenceRequest(id=1, prompt=engine.tokenize(b"1, 2, 3, 4, 5, 6, 7, 8,",
+                                                                   True, False),
+                                     sampling=Sampling(temperature=0), num_predict=-1))
+        ended = [f for _ in iter(lambda: engine.busy, False) for f in engine.step().finished]
+    finally:
+        engine.close()
+    assert [(f.reason, f.eval_n) for f in ended] == [("length", MAX_PREDICT_CONTEXTS * 32)]
