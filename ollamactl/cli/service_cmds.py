@@ -50,7 +50,7 @@ def _install(ctx: typer.Context, root: Path | None, dry_run: bool, yes: bool, fo
         lines += report.done or [f"nothing to change: the {verb} is already in place"]
         if report.url:
             lines.append(f"The Ollama API is now available at {report.url} "
-                         f"(version {report.version or 'unknown'}).")
+                         f"({report.version or 'version unknown'}).")
         lines += ["next: `ollamactl status`, `ollamactl logs -f`, "
                   "`ollamactl env set OLLAMA_HOST 0.0.0.0` to listen on the network"]
     data = {**dataclasses.asdict(report), "dry_run": context.dry_run}
