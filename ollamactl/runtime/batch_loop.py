@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from ollamactl.runtime.batch import BatchEngine, EngineError, Finished, Sampling, SequenceRequest
-from ollamactl.runtime.runner import SAMPLING_DEFAULTS, InputTooLong, StopMatcher
+from ollamactl.runtime.runner import SAMPLING_DEFAULTS, StopMatcher, error_frame
 
 Message = dict[str, Any]
 
@@ -83,10 +83,8 @@ def serve_batched(runner: RunnerSide, engine: BatchEngine) -> None:
                 if message.get("t") != "gen":
                     raise ValueError("this model does not support embeddings")
                 engine.admit(sequence_request(message, prompt_of))
-            except InputTooLong as exc:
-                out.append({"t": "err", "id": seq_id, "msg": str(exc), "status": 400})
             except Exception as exc:  # one bad request must not end the runner
-                out.append({"t": "err", "id": seq_id, "msg": f"{type(exc).__name__}: {exc}"})
+                out.append(error_frame(seq_id, exc))
         if engine.busy:
             try:
                 step = engine.step()

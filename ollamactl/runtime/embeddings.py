@@ -18,6 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from ollamactl.runtime.app import ApiError
+from ollamactl.runtime.runner import INPUT_TOO_LONG, InputTooLong
 
 router = APIRouter()
 
@@ -52,7 +53,7 @@ def embed_in_runner(llm: Any, inputs: Sequence[str], *, num_ctx: int,
     """Runner side: raw mean-pooled vectors and the prompt token count.
 
     Raises:
-        ValueError: an input longer than the context while ``truncate`` is false.
+        InputTooLong: an input longer than the context while ``truncate`` is false.
     """
     limit = min(num_ctx, int(llm.n_batch))
     texts: list[str] = []
@@ -61,7 +62,7 @@ def embed_in_runner(llm: Any, inputs: Sequence[str], *, num_ctx: int,
         tokens = llm.tokenize(text.encode(), add_bos=True, special=False)
         if len(tokens) > limit:
             if not truncate:
-                raise ValueError("the input length exceeds the context length")
+                raise InputTooLong(INPUT_TOO_LONG)
             tokens = tokens[:limit]
             text = llm.detokenize(tokens).decode("utf-8", "ignore")
         count += len(tokens)
@@ -87,7 +88,7 @@ async def embed_texts(request: Request, model_name: str, inputs: Sequence[str], 
             too-long input; 500 when the runner fails.
     """
     from ollamactl.runtime.ollama_api import _prepare
-    from ollamactl.runtime.runner_client import RunnerFailed
+    from ollamactl.runtime.runner_client import RunnerFailed, RunnerRefused
 
     started = time.perf_counter_ns()
     try:
@@ -107,10 +108,7 @@ async def embed_texts(request: Request, model_name: str, inputs: Sequence[str], 
             return Embedded([], 0, lease.load_ns, time.perf_counter_ns() - started)
         reply = await lease.loaded.process.embed(list(inputs), truncate=truncate)
     except RunnerFailed as exc:
-        message = str(exc)
-        if "exceeds the context length" in message:
-            raise ApiError(400, "the input length exceeds the context length") from None
-        raise ApiError(500, message) from None
+        raise ApiError(400 if isinstance(exc, RunnerRefused) else 500, str(exc)) from None
     finally:
         scheduler.release(lease)
     return Embedded(reply["vectors"], int(reply["prompt_n"]), lease.load_ns,

@@ -67,6 +67,14 @@ class InputTooLong(ValueError):
     """A prompt longer than the context with ``truncate`` false (Ollama answers 400)."""
 
 
+def error_frame(seq_id: int, exc: Exception) -> dict[str, Any]:
+    """The ``err`` frame for a sequence that failed; status 400 when the request itself
+    cannot be served as asked (the server answers it as Ollama does)."""
+    if isinstance(exc, InputTooLong):
+        return {"t": "err", "id": seq_id, "msg": str(exc), "status": 400}
+    return {"t": "err", "id": seq_id, "msg": f"{type(exc).__name__}: {exc}"}
+
+
 class StopMatcher:
     """Holds back text that could be the start of a stop sequence; reports a full match."""
 
@@ -202,7 +210,7 @@ class Runner:
                     raise ValueError("an embedding model cannot generate text")
                 self.run_embed(seq_id, request)
             except Exception as exc:  # one bad request must not end the runner
-                self.send({"t": "err", "id": seq_id, "msg": f"{type(exc).__name__}: {exc}"})
+                self.send(error_frame(seq_id, exc))
             finally:
                 self.cancelled.discard(seq_id)
 

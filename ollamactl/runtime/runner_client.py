@@ -70,6 +70,13 @@ def describe_exit(returncode: int | None) -> str:
     return f"exit status {returncode}"
 
 
+def _failure(event: Mapping[str, Any]) -> RunnerFailed:
+    """The exception for an ``err`` frame: RunnerRefused when the request was at fault."""
+    if event.get("status") == 400:
+        return RunnerRefused(str(event["msg"]))
+    return RunnerFailed(str(event["msg"]))
+
+
 class RunnerProcess:
     """A runner subprocess and the sequences in flight on it."""
 
@@ -190,9 +197,7 @@ class RunnerProcess:
                     return
                 elif kind == "err":
                     finished = True
-                    if event.get("status") == 400:
-                        raise RunnerRefused(str(event["msg"]))
-                    raise RunnerFailed(str(event["msg"]))
+                    raise _failure(event)
                 else:
                     finished = True
                     raise RunnerDied(self.death or "llama runner process has terminated")
@@ -222,7 +227,7 @@ class RunnerProcess:
         if event["t"] == "emb":
             return event
         if event["t"] == "err":
-            raise RunnerFailed(str(event["msg"]))
+            raise _failure(event)
         raise RunnerDied(self.death or "llama runner process has terminated")
 
     async def _send(self, message: dict[str, Any]) -> None:
