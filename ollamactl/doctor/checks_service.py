@@ -195,10 +195,9 @@ def version(p: Probe) -> Finding:
         return fail(f"ExecStart runs {match[1]}, which does not exist",
                     fix=Fix("reinstall so the unit points at the installed binary",
                             (("ollamactl", "install"),)))
-    answer = p.http("/api/version")
-    server = ServerVersion.from_json(answer.json() if answer.status == 200 else None)
-    if server is None:
-        return skip(f"no server answers at {answer.url} ({answer.error or answer.status})")
+    server = _server_version(p)
+    if not isinstance(server, ServerVersion):
+        return server
     if server.ollamactl is not None and not server.is_this_ollamactl:
         return warn(f"the server runs ollamactl {server.ollamactl}, installed is {__version__}: "
                     "a stale process kept running after an upgrade",
@@ -224,10 +223,9 @@ SECURITY_FLOOR: tuple[tuple[tuple[int, int, int], str], ...] = (
 @check("service.security-floor", "Server not below a security fix", area="service")
 def security_floor(p: Probe) -> Finding:
     """C38: a real Ollama answering on the port, older than a release that fixed a CVE."""
-    answer = p.http("/api/version")
-    server = ServerVersion.from_json(answer.json() if answer.status == 200 else None)
-    if server is None:
-        return skip(f"no server answers at {answer.url} ({answer.error or answer.status})")
+    server = _server_version(p)
+    if not isinstance(server, ServerVersion):
+        return server
     if server.ollamactl is not None:
         return ok(f"ollamactl's own server ({server}); its fixes are tested in "
                   "tests/adversarial")
@@ -243,6 +241,15 @@ def security_floor(p: Probe) -> Finding:
                     fix=Fix(f"upgrade Ollama to the current release (at least {floor}), or "
                             "replace it: ollamactl install --force"))
     return ok(f"Ollama {server.api} has every listed security fix")
+
+
+def _server_version(p: Probe) -> ServerVersion | Finding:
+    """What ``/api/version`` says, or the skip when no server answers (one cached request)."""
+    answer = p.http("/api/version")
+    server = ServerVersion.from_json(answer.json() if answer.status == 200 else None)
+    if server is None:
+        return skip(f"no server answers at {answer.url} ({answer.error or answer.status})")
+    return server
 
 
 def _release(text: str) -> tuple[int, int, int] | None:

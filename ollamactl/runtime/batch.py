@@ -282,12 +282,12 @@ class BatchEngine:
         llama.llama_memory_seq_rm(self.memory, best, keep, -1)
         self.cached[best] = prompt[:keep]
         bos = 1 if prompt and prompt[0] == self.token_bos() else 0
+        cap = MAX_PREDICT_CONTEXTS * self.n_ctx
         self.active[request.id] = _Active(
             request=request, slot=best, sampler=sampler, evaluated=keep, in_kv=keep,
             keep=min(len(prompt) if request.num_keep < 0 else request.num_keep + bos,
                      self.n_ctx - 1),
-            limit=min(MAX_PREDICT_CONTEXTS * self.n_ctx, request.num_predict)
-            if request.num_predict >= 0 else MAX_PREDICT_CONTEXTS * self.n_ctx,
+            limit=cap if request.num_predict < 0 else min(request.num_predict, cap),
             started_ns=time.perf_counter_ns(),
             decoder=codecs.getincrementaldecoder("utf-8")("replace"))
 
@@ -378,12 +378,11 @@ class BatchEngine:
     def _shift(self, seq: _Active) -> bool:
         """Make room in a full slot as Ollama does: drop the oldest tokens after ``keep`` until
         half of what follows ``keep`` is free, move the rest down; False when the model's
-        cache cannot shift."""
+        cache cannot shift. Called only when the slot is full (``in_kv == n_ctx``), so at
+        least one token goes."""
         if seq.keep >= self.n_ctx - 1 or not llama.llama_memory_can_shift(self.memory):
             return False
         discard = max((self.n_ctx - seq.keep) // 2, 1) - (self.n_ctx - seq.in_kv)
-        if discard <= 0:
-            return True
         if not llama.llama_memory_seq_rm(self.memory, seq.slot, seq.keep, seq.keep + discard):
             return False
         llama.llama_memory_seq_add(self.memory, seq.slot, seq.keep + discard, -1, -discard)
