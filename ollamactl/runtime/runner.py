@@ -275,6 +275,9 @@ def main(argv: Sequence[str]) -> int:
     stdin = os.fdopen(os.dup(0), "rb")
     runner = Runner(config, out)
     try:
+        from ollamactl.runtime.builds.loader import load_cpu_library
+
+        load_cpu_library()
         runner.load()
     except Exception as exc:
         runner.send({"t": "fatal", "msg": f"{type(exc).__name__}: {exc}"})

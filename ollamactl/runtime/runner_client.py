@@ -12,11 +12,14 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import signal
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ollamactl.runtime.builds.serving import CpuLibraries, server_libraries
+from ollamactl.runtime.builds.variants import Choice, VariantError
 from ollamactl.runtime.ipc import HEADER, ProtocolError, decode_payload, encode_frame, frame_length
 from ollamactl.runtime.runner import RunnerConfig
 
@@ -57,16 +60,24 @@ class ReadyInfo:
     load_ns: int
 
 
+def signal_name(returncode: int | None) -> str:
+    """``SIGILL`` for a process killed by signal 4; "" for one that exited."""
+    if returncode is None or returncode >= 0:
+        return ""
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
+
+
 def describe_exit(returncode: int | None) -> str:
     if returncode is None:
         return "closed its pipe"
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
+    if name := signal_name(returncode):
         return {"SIGKILL": "signal: killed", "SIGSEGV": "signal: segmentation fault",
-                "SIGTERM": "signal: terminated", "SIGABRT": "signal: aborted"}.get(name, name)
+                "SIGTERM": "signal: terminated", "SIGABRT": "signal: aborted",
+                "SIGILL": "signal: illegal instruction", "SIGBUS": "signal: bus error",
+                }.get(name, name)
     return f"exit status {returncode}"
 
 
@@ -82,9 +93,12 @@ class RunnerProcess:
 
     _ids = itertools.count(1)
 
-    def __init__(self, config: RunnerConfig, *, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, config: RunnerConfig, *, env: Mapping[str, str] | None = None,
+                 libraries: CpuLibraries | None = None) -> None:
         self.config = config
         self.env = dict(env) if env is not None else None
+        self.libraries = libraries
+        self.library: Choice | None = None
         self.proc: asyncio.subprocess.Process | None = None
         self.ready: asyncio.Future[ReadyInfo] | None = None
         self.sequences: dict[int, asyncio.Queue[dict[str, Any]]] = {}
@@ -109,11 +123,19 @@ class RunnerProcess:
         """
         loop = asyncio.get_running_loop()
         self.ready = loop.create_future()
+        libraries = self.libraries or server_libraries()
+        try:
+            self.library = libraries.choose()
+        except VariantError as exc:
+            raise RunnerFailed(str(exc)) from None
+        env = {**(self.env if self.env is not None else os.environ),
+               **libraries.runner_env(self.library)}
         self.proc = await asyncio.create_subprocess_exec(
             *self.config.to_argv(), stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, env=self.env, limit=2**20)
+            stdout=asyncio.subprocess.PIPE, env=env, limit=2**20)
         log.info("runner started pid=%s model=%s num_ctx=%s parallel=%s", self.proc.pid,
                  self.config.model_path, self.config.num_ctx, self.config.num_parallel)
+        log.info("load_backend: runner pid=%s uses %s", self.proc.pid, self.library.describe())
         self.reader = asyncio.create_task(self._read_frames())
         try:
             return await asyncio.wait_for(asyncio.shield(self.ready), timeout_s)
@@ -149,6 +171,10 @@ class RunnerProcess:
             log.debug("runner pid=%s stream ended: %s", self.pid, exc)
         returncode = await self.proc.wait()
         self.death = f"llama runner process has terminated: {describe_exit(returncode)}"
+        if name := signal_name(returncode):
+            libraries = self.libraries or server_libraries()
+            if meaning := libraries.explain_death(self.library, name):
+                self.death += f" ({meaning})"
         if returncode != 0:
             log.warning("runner pid=%s %s", self.pid, self.death)
         if self.ready and not self.ready.done():
