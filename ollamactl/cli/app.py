@@ -14,6 +14,7 @@ from ollamactl.cli import fleet as fleet_cmds
 from ollamactl.cli import gpu as gpu_cmds
 from ollamactl.cli import models as model_cmds
 from ollamactl.cli import pending, service_cmds
+from ollamactl.cli import runtime as runtime_cmds
 from ollamactl.cli.common import GlobalOptions, setup_logging
 
 app = typer.Typer(
@@ -54,6 +55,7 @@ app.add_typer(env_cmds.app, name="env")
 app.add_typer(gpu_cmds.app, name="gpu")
 app.add_typer(expose_cmds.app, name="expose")
 app.add_typer(fleet_cmds.app, name="fleet")
+app.add_typer(runtime_cmds.app, name="runtime")
 app.command("doctor")(doctor_cmd.doctor)
 model_cmds.register(app)
 service_cmds.register(app)

@@ -58,8 +58,8 @@ def cpu_avx(p: Probe) -> Finding:
         else None
     if "avx" in flags:
         return warn(f"AVX without AVX2{vm}: inference on the CPU is slow", fix=vm_fix)
-    return fail(f"no AVX{vm}: CPU builds crash with SIGILL (illegal instruction)",
-                fix=vm_fix or Fix("run on a GPU, or a build without AVX"))
+    return warn(f"no AVX{vm}: only the baseline CPU library runs, slowly (a runtime built "
+                "for AVX dies of SIGILL here)", fix=vm_fix or Fix("run models on a GPU"))
 
 
 @check("system.tmp-noexec", "Temporary directory allows execution", area="system")
@@ -133,3 +133,49 @@ def container_gpu(p: Probe) -> Finding:
     return warn("SELinux blocks containers from the GPU devices (container_use_devices off)",
                 fix=Fix("allow it", (("setsebool", "-P", "container_use_devices", "1"),),
                         safe=True))
+
+
+@check("system.cpu-runtime", "CPU runtime: the library that serves, and its self-test",
+       area="system")
+def cpu_runtime(p: Probe) -> Finding:
+    """C53: the runtime's CPU library for this CPU (portable build, OLLAMA_LLM_LIBRARY, the
+    self-test on this machine and build), asked of the interpreter the service runs."""
+    import json
+
+    from ollamactl.install.runtime import service_python
+
+    result = p.run(service_python(p.ctx), "-I", "-m", "ollamactl.runtime.builds.serving",
+                   "--library", p.setting("OLLAMA_LLM_LIBRARY"),
+                   why="describe the runtime's CPU libraries", timeout_s=30)
+    try:
+        data = json.loads(result.stdout) if result is not None and result.ok else None
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        return skip("the runtime's interpreter could not describe itself")
+    if not data.get("library_dir"):
+        return fail("llama-cpp-python is not installed in the runtime",
+                    fix=Fix("set the runtime up", (("bash", "scripts/setup.sh"),)))
+    if "error" in data:
+        return fail(str(data["error"]), fix=Fix(
+            "let the server choose", (("ollamactl", "env", "unset", "OLLAMA_LLM_LIBRARY"),),
+            safe=p.service_installed))
+    serving = data["serving"]
+    tested = next((v.get("selftest") for v in data.get("variants") or []
+                   if v["tag"] == serving["tag"]), data.get("builtin_selftest"))
+    failed = [f"{v['name']} ({v['selftest'].get('detail')})" for v in data.get("variants") or []
+              if v.get("selftest") and not v["selftest"].get("ok")]
+    detail = "failed the self-test here: " + "; ".join(failed) if failed else ""
+    selftest_fix = Fix("self-test the runtime on this machine",
+                       (("ollamactl", "runtime", "selftest"),), safe=True)
+    if not data.get("build"):
+        return warn(f"{serving['describe']}; this llama.cpp was not built by ollamactl: it may "
+                    "be a -march=native build that dies of SIGILL on another CPU", detail,
+                    Fix("rebuild the portable runtime, then update the service",
+                        (("bash", "scripts/setup.sh"), ("ollamactl", "update"))))
+    if tested is None:
+        return warn(f"{serving['describe']}; not self-tested on this CPU and build", detail,
+                    selftest_fix)
+    if not tested.get("ok"):
+        return fail(f"{serving['describe']}; it failed its self-test here", detail, selftest_fix)
+    return ok(f"{serving['describe']}; self-test passed here", detail)

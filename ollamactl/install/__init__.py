@@ -129,6 +129,8 @@ def install(ctx: Context, options: InstallOptions) -> InstallReport:
     _accounts(ctx, record)
     _models_dir(ctx, record)
     rt = _runtime(ctx, record, options, report)
+    if backend != "staged" and not ctx.dry_run:
+        report.notes.extend(runtime.self_test(ctx, rt))
     record.exec_argv = rt.serve_argv()
     record.runtime_dir = layout.RUNTIME_DIR if rt.built else ""
     if backend == "watchdog":

@@ -10,12 +10,14 @@ so the copy is quick and small) and ollamactl itself as plain files.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ollamactl.context import Context
 from ollamactl.errors import OllamactlError
@@ -105,6 +107,63 @@ def verify_as_user(ctx: Context, runtime: Runtime, user: str) -> str:
         if (result.stderr or result.stdout).strip() else f"exit status {result.returncode}"
 
 
+def self_test(ctx: Context, runtime: Runtime) -> list[str]:
+    """Prove the runtime's CPU library on this machine before the service uses it (a decode
+    of the bundled model in a subprocess per variant, best first; results kept beside the
+    runtime for the server). Returns its lines: a variant that failed, the one that serves.
+
+    ``-I`` (here and below): root runs it, so nothing comes from the caller's directory or
+    PYTHON* variables.
+
+    Raises:
+        OllamactlError: no CPU library of the runtime decodes correctly here.
+    """
+    result = ctx.runner.run(cmd(runtime.python, "-I", "-m", "ollamactl.runtime.builds.selftest",
+                                why="self-test the CPU runtime on this machine",
+                                mutates=False, check=False, timeout_s=900))
+    lines = [ln for ln in result.stdout.strip().split("\n") if ln]
+    if not result.ok:
+        detail = "; ".join(lines[-2:]) or (result.stderr or "").strip().split("\n")[-1]
+        raise OllamactlError(f"the runtime in {runtime.prefix} failed its self-test: {detail}",
+                             hint="run `ollamactl runtime selftest --force` for details; "
+                                  "`bash scripts/setup.sh` rebuilds a portable runtime")
+    return lines or ["CPU runtime: self-test passed"]
+
+
+def service_python(ctx: Context) -> str:
+    """The interpreter the installed service runs (its runtime may be /opt's copy), else this
+    one: the runtime whose CPU libraries doctor and ``ollamactl runtime`` judge."""
+    from ollamactl.install import manifest
+
+    try:
+        record = manifest.load(ctx)
+    except (OllamactlError, OSError, ValueError):
+        record = None
+    if record is not None and record.exec_argv and ctx.path(record.exec_argv[0]).exists():
+        return record.exec_argv[0]
+    return sys.executable
+
+
+def runtime_report(ctx: Context, python: str, requested: str) -> dict[str, Any]:
+    """What ``python``'s runtime has and which CPU library it would serve with, given
+    ``OLLAMA_LLM_LIBRARY=requested`` (asked of that interpreter: it reads its own files).
+
+    Raises:
+        OllamactlError: the interpreter could not answer.
+    """
+    result = ctx.runner.run(cmd(python, "-I", "-m", "ollamactl.runtime.builds.serving",
+                                "--library", requested, why="describe the runtime",
+                                mutates=False, check=False, timeout_s=60))
+    try:
+        data = json.loads(result.stdout)
+    except ValueError:
+        detail = (result.stderr or result.stdout or "no output").strip().split("\n")[-1]
+        raise OllamactlError(f"{python} could not describe its runtime: {detail}") from None
+    if not isinstance(data, dict):
+        raise OllamactlError(f"{python} could not describe its runtime")
+    return data
+
+
 def system_interpreter() -> str:
     """A system Python of this version outside home directories (the venv's base)."""
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
@@ -118,15 +177,27 @@ def system_interpreter() -> str:
         hint=f"install {version} from the distribution (apt-get install {version}-venv)")
 
 
+_NATIVE_SUFFIXES = (".so", ".dylib", ".dll", ".pyd")
+
+
 def fingerprint() -> str:
     """What the built runtime is a copy of: the interpreter version, every installed
-    distribution, and ollamactl's own files (names, sizes, mtimes)."""
+    distribution with its RECORD (a reinstall or upgrade changes it), every native library by
+    size and content (a rebuild in place changes it) and ollamactl's own files."""
     import hashlib
 
     digest = hashlib.sha256(sys.version.encode())
     source = Path(sysconfig.get_paths()["purelib"])
     for entry in sorted(source.iterdir()):
-        digest.update(entry.name.encode())
+        digest.update(entry.name.encode() + b"\0")
+        record = entry / "RECORD"
+        if entry.name.endswith(".dist-info") and record.is_file():
+            digest.update(record.read_bytes())
+    for path in sorted(source.rglob("*")):
+        if _is_native(path):
+            digest.update(f"{path.relative_to(source)}:{path.stat().st_size}:".encode())
+            with path.open("rb") as library:
+                digest.update(hashlib.file_digest(library, "sha256").digest())
     package = Path(__file__).resolve().parent.parent
     from ollamactl.templating import template_root
 
@@ -136,6 +207,12 @@ def fingerprint() -> str:
                 st = path.stat()
                 digest.update(f"{path.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}".encode())
     return digest.hexdigest()
+
+
+def _is_native(path: Path) -> bool:
+    name = path.name
+    return (name.endswith(_NATIVE_SUFFIXES) or ".so." in name) and path.is_file() \
+        and not path.is_symlink()
 
 
 def is_current(ctx: Context) -> bool:

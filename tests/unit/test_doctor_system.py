@@ -19,7 +19,8 @@ def _write(ctx, path: str, text: str) -> None:
 def test_cpu_flags(ctx, recorder, free_port):
     _write(ctx, "/proc/cpuinfo", "processor : 0\nflags : fpu sse sse2 hypervisor\n")
     finding = one(make_probe(ctx, recorder, port=free_port), "system.cpu-avx")
-    assert finding.status == "fail" and "no AVX in a VM" in finding.summary
+    assert finding.status == "warn" and "no AVX in a VM" in finding.summary
+    assert "only the baseline CPU library" in finding.summary
     assert "host-passthrough" in finding.fix.summary
 
 
@@ -112,3 +113,66 @@ def test_lan_check_skips_on_loopback(ctx, recorder, free_port):
     finding = one(make_probe(ctx, recorder, port=free_port), "network.lan-reachability")
     assert (finding.status, finding.summary) == (
         "skip", "bound to loopback only: other hosts cannot reach it")
+
+
+def _runtime_state(**changes):
+    """What `python -m ollamactl.runtime.builds.serving` prints for a portable runtime on a
+    Xeon whose AMX library crashed in the self-test and whose AVX-512 library passed."""
+    zen4 = {"name": "cpu_avx512_vbmi_vnni_bf16", "tag": "zen4", "present": True,
+            "runs_here": True, "missing": [], "needs_probe": False,
+            "instruction_set": "SSE42, AVX, AVX512", "selftest": {"ok": True, "seconds": 4.8}}
+    amx = {**zen4, "name": "cpu_amx", "tag": "sapphirerapids", "needs_probe": True,
+           "selftest": {"ok": False, "signal": "SIGILL", "detail": "crashed: SIGILL"}}
+    state = {
+        "prefix": "/opt/ollamactl/venv", "library_dir": "/opt/ollamactl/venv/lib/llama_cpp/lib",
+        "build": {"llama_cpp_python": "0.3.36", "key": "94973687ea868aab"},
+        "cpu": {"model": "Intel(R) Xeon(R) Processor", "arch": "x86_64"},
+        "variants": [zen4, amx], "builtin_selftest": None, "requested": "",
+        "serving": {"name": zen4["name"], "tag": "zen4", "reason": "the best variant",
+                    "describe": "cpu_avx512_vbmi_vnni_bf16 (libggml-cpu-zen4.so): the best "
+                                "variant this CPU runs (self-tested)"}}
+    state.update(changes)
+    return state
+
+
+def _cpu_runtime(ctx, recorder, free_port, state):
+    import sys
+
+    recorder.on(sys.executable, "-I", "-m", "ollamactl.runtime.builds.serving",
+                stdout=json.dumps(state))
+    return one(make_probe(ctx, recorder, port=free_port), "system.cpu-runtime")
+
+
+def test_cpu_runtime_names_the_library_that_serves_and_the_one_that_crashed(
+        ctx, recorder, free_port):
+    finding = _cpu_runtime(ctx, recorder, free_port, _runtime_state())
+    assert finding.status == "ok"
+    assert "libggml-cpu-zen4.so" in finding.summary and "self-test passed" in finding.summary
+    assert "cpu_amx (crashed: SIGILL)" in finding.detail
+
+
+def test_cpu_runtime_not_self_tested_here_warns_with_the_self_test(ctx, recorder, free_port):
+    state = _runtime_state()
+    for variant in state["variants"]:
+        variant["selftest"] = None
+    finding = _cpu_runtime(ctx, recorder, free_port, state)
+    assert finding.status == "warn" and "not self-tested" in finding.summary
+    assert ("ollamactl", "runtime", "selftest") in finding.fix.commands
+
+
+def test_cpu_runtime_a_forced_library_the_cpu_lacks_fails(ctx, recorder, free_port):
+    state = _runtime_state(error="OLLAMA_LLM_LIBRARY=cpu_amx uses AMX, which has not passed "
+                                 "the self-test on this machine")
+    del state["serving"]
+    finding = _cpu_runtime(ctx, recorder, free_port, state)
+    assert finding.status == "fail" and "OLLAMA_LLM_LIBRARY=cpu_amx" in finding.summary
+    assert ("ollamactl", "env", "unset", "OLLAMA_LLM_LIBRARY") in finding.fix.commands
+
+
+def test_cpu_runtime_a_build_not_made_by_ollamactl_warns_of_sigill(ctx, recorder, free_port):
+    state = _runtime_state(build=None, variants=[], builtin_selftest=None)
+    state["serving"] = {"name": "cpu", "tag": "builtin", "reason": "no variants",
+                        "describe": "CPU backend built into the runtime"}
+    finding = _cpu_runtime(ctx, recorder, free_port, state)
+    assert finding.status == "warn" and "-march=native" in finding.summary
+    assert ("bash", "scripts/setup.sh") in finding.fix.commands
