@@ -82,6 +82,12 @@ def main() -> int:
 
     import llama_cpp
 
+    from ollamactl.runtime.builds.loader import load_cpu_library
+    from ollamactl.runtime.builds.serving import CpuLibraries
+
+    # the CPU library the server's runner loads (a portable build has none until then)
+    chosen = CpuLibraries.discover().choose()
+    load_cpu_library(str(chosen.path) if chosen.path else "")
     threads = physical_cores()
     options = {"temperature": 0, "num_ctx": args.num_ctx, "num_thread": threads,
                "num_batch": 512, "repeat_penalty": 1.1, "top_k": 40, "top_p": 0.9}

@@ -30,7 +30,12 @@ from ollamactl.service.watchdog import WatchdogManager, WatchdogPaths
 from ollamactl.settings import load_server_config
 from ollamactl.system import SystemRunner
 from tests.adversarial.conftest import SMOLLM2, Reliability, Server
-from tests.integration.server_process import free_port, running_server, smollm2_gguf
+from tests.integration.server_process import (
+    die_with_parent,
+    free_port,
+    running_server,
+    smollm2_gguf,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -146,7 +151,8 @@ def _start_server(models: Path, log: Path) -> tuple[subprocess.Popen[bytes], str
                 "NO_PROXY": "*"})
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "ollamactl", "serve"], env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
+                                stdout=out, stderr=subprocess.STDOUT,
+                                preexec_fn=die_with_parent)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:

@@ -58,6 +58,16 @@ def runner_pids(server_pid: int) -> list[int]:
     return pids
 
 
+def die_with_parent() -> None:
+    """In a child before exec: SIGTERM it when the test process dies (a native crash in pytest
+    must not leave servers behind). Linux only; elsewhere a no-op."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def spawn_server(models: Path, extra_env: Mapping[str, str], log_path: Path, *,
                  timeout_s: float = 30.0) -> tuple[str, int, subprocess.Popen[bytes]]:
     """Start `ollamactl serve` on a free loopback port and wait for /api/version; return
@@ -69,7 +79,8 @@ def spawn_server(models: Path, extra_env: Mapping[str, str], log_path: Path, *,
     url = f"http://127.0.0.1:{port}"
     with log_path.open("wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "ollamactl", "serve"], env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
+                                stdout=log, stderr=subprocess.STDOUT,
+                                preexec_fn=die_with_parent)
     deadline = time.monotonic() + timeout_s
     while True:
         try:

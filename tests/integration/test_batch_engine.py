@@ -8,7 +8,20 @@ import pytest
 
 from tests.integration.server_process import smollm2_gguf
 
-pytestmark = pytest.mark.integration
+# llama.cpp runs inside the test process here: each test runs in a fork of pytest, so a native
+# crash fails that test instead of ending the session (and orphaning its servers).
+pytestmark = [pytest.mark.integration, pytest.mark.isolated]
+
+
+@pytest.fixture(autouse=True)
+def _cpu_library() -> None:
+    """The CPU library a server on this machine would choose (a portable build has no CPU
+    backend until one is loaded), loaded in the forked test process."""
+    from ollamactl.runtime.builds.loader import load_cpu_library
+    from ollamactl.runtime.builds.serving import CpuLibraries
+
+    choice = CpuLibraries.discover().choose()
+    load_cpu_library(str(choice.path) if choice.path else "")
 
 PROMPT = b"<|im_start|>user\nName three colours of the rainbow.<|im_end|>\n<|im_start|>assistant\n"
 TOKENS = 40
