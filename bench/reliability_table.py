@@ -19,7 +19,8 @@ from typing import Any
 DEFAULT_RESULTS = Path(".pytest_cache/d/reliability/outcomes.json")
 START, END = "<!-- reliability:start -->", "<!-- reliability:end -->"
 ORDER = ["test_paths", "test_create_paths", "test_gguf_corpus", "test_http_abuse",
-         "test_load", "test_faults", "test_fuzz"]
+         "test_load", "test_faults", "test_fuzz", "test_root_links", "test_root_reexec",
+         "test_settings_syntax", "test_unbounded_work", "test_redirects", "test_log_forging"]
 
 
 def _cell(text: str) -> str:

@@ -34,6 +34,12 @@ CLASSES = {
     "test_load": "Load",
     "test_faults": "Faults",
     "test_fuzz": "Fuzzing",
+    "test_root_links": "Root through the service user's links",
+    "test_root_reexec": "Root re-executing Python",
+    "test_settings_syntax": "Settings smuggling syntax",
+    "test_unbounded_work": "Unbounded work from requests",
+    "test_redirects": "Registry redirects",
+    "test_log_forging": "Log forging",
 }
 
 
