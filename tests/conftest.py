@@ -74,6 +74,10 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         os.close(read_fd)
         status = 1
         try:
+            # What the parent set up (a session server...) is the parent's to tear down: the
+            # child tears down only what it set up itself.
+            for finalizers, _ in item.session._setupstate.stack.values():
+                finalizers.clear()
             reports = runtestprotocol(item, log=False, nextitem=None)
             data = [item.config.hook.pytest_report_to_serializable(config=item.config,
                                                                    report=r) for r in reports]
