@@ -2,6 +2,8 @@
 
 Each :class:`Setting` has a strict parser used when a user *sets* a value (``ollamactl env
 set``): garbage is refused with a message naming the setting, the value and the accepted forms.
+Before any parser, :func:`check_storable` holds every value to the one rule for what a file that
+stores settings may receive (no control characters, no line or paragraph separators).
 The server reads its environment leniently (:func:`load_server_config`), as Ollama does, but
 logs a warning for every value it had to fall back on.
 
@@ -18,12 +20,13 @@ import logging
 import math
 import os
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
-from ollamactl.errors import SettingError, UnknownSetting
+from ollamactl.errors import SettingError, UnknownSetting, UsageError
 from ollamactl.host import LINUX, WINDOWS, HostFacts
 
 log = logging.getLogger(__name__)
@@ -283,8 +286,7 @@ def parse_path(value: str) -> str:
     text = _clean(value)
     if not text:
         raise Invalid("empty path")
-    if "\0" in text or "\n" in text:
-        raise Invalid("contains a NUL or newline")
+    check_storable(text)
     if text.startswith("~"):
         raise Invalid("'~' is not expanded by the service; give the full path")
     if not (text.startswith("/") or PureWindowsPath(text).is_absolute()):
@@ -396,8 +398,9 @@ def parse_hostnames(value: str) -> tuple[str, ...]:
 
 def parse_text(value: str) -> str:
     text = _clean(value)
-    if not text or "\0" in text or "\n" in text:
-        raise Invalid("empty or contains NUL/newline")
+    if not text:
+        raise Invalid("empty")
+    check_storable(text)
     return text
 
 
@@ -414,6 +417,74 @@ def _clean(value: str) -> str:
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
         text = text[1:-1].strip()
     return text
+
+
+# -- what a stored value may hold ----------------------------------------------------------------
+
+#: Control characters (C0 with TAB and CR, DEL, C1 with NEL), lone surrogates (not UTF-8), line and
+#: paragraph separators: each ends a line for some reader of the files settings are stored in
+#: (systemd: CR; str.splitlines and editors: VT, FF, FS-RS, NEL, U+2028, U+2029) or cannot be
+#: written there at all.
+_UNSTORABLE = {"Cc": "a control character", "Cs": "a lone surrogate, not UTF-8",
+               "Zl": "a line separator", "Zp": "a paragraph separator"}
+#: What systemd's path lists (ReadWritePaths=, BindPaths=) read as syntax besides whitespace.
+_PATH_LIST_SYNTAX = "\"'\\:"
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+STORABLE = "one line of text without control characters or line separators"
+
+
+def check_storable(value: str) -> None:
+    """The one rule for every persisted value, whatever the file: it holds nothing a reader of
+    that file could take for a line end or syntax, so it can never add a line or a directive."""
+    for char in value:
+        kind = _UNSTORABLE.get(unicodedata.category(char))
+        if kind is None and _is_noncharacter(char):
+            kind = "a Unicode noncharacter, which XML (plists) cannot hold"
+        if kind is not None:
+            raise Invalid(f"holds U+{ord(char):04X} ({kind}); a stored value must stay one "
+                          "line of plain text")
+
+
+def _is_noncharacter(char: str) -> bool:
+    """U+FDD0-U+FDEF and the last two code points of every plane (U+FFFE, U+FFFF, ...)."""
+    code = ord(char)
+    return 0xFDD0 <= code <= 0xFDEF or code & 0xFFFE == 0xFFFE
+
+
+def check_path_list_word(value: str) -> None:
+    """A path the service's drop-in also grants (ReadWritePaths=, BindPaths=): those lists split
+    on whitespace and unquote, so ``/srv/models /`` would grant ``/`` as well."""
+    for char in value:
+        if char.isspace() or char in _PATH_LIST_SYNTAX:
+            raise Invalid(f"holds {char!r}: systemd's ReadWritePaths=/BindPaths= split paths on "
+                          "whitespace and read quotes, '\\' and ':' as syntax; pick a path "
+                          "without them")
+
+
+def require_storable(name: str, value: str) -> None:
+    """What every settings store checks before it writes ``name=value``.
+
+    Raises:
+        SettingError: the value breaks :func:`check_storable`.
+        UsageError: the name is not an identifier (``NAME`` is syntax in every store).
+    """
+    if not _NAME.fullmatch(name):
+        raise UsageError(f"cannot store a setting named {name!r}",
+                         hint="names are letters, digits and '_', not starting with a digit")
+    _require(check_storable, name, value)
+
+
+def require_path_list_word(name: str, value: str) -> None:
+    """:func:`check_path_list_word` for ``name=value``; raises SettingError."""
+    _require(check_path_list_word, name, value)
+
+
+def _require(check: Callable[[str], None], name: str, value: str) -> None:
+    try:
+        check(value)
+    except Invalid as exc:
+        accepted = SETTINGS[name].accepted if name in SETTINGS else STORABLE
+        raise SettingError(name, value, str(exc), accepted) from None
 
 
 # -- the registry ---------------------------------------------------------------------------------
@@ -437,7 +508,9 @@ class Setting:
     lenient_fallback: Callable[[str], Any] | None = field(default=None, compare=False)
 
     def validate(self, value: str) -> Any:
-        """Strict parse for ``env set``; raises :class:`SettingError`."""
+        """Strict parse for ``env set``, after the rule for stored values; raises
+        :class:`SettingError`."""
+        _require(check_storable, self.name, value)
         try:
             return self.parse(value)
         except Invalid as exc:
@@ -526,8 +599,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     _s("OLLAMA_GPU_OVERHEAD", "bytes", uint_parser(), "a whole number of bytes",
        "VRAM reserved per GPU for other programs.", "0"),
     _s("OLLAMA_LLM_LIBRARY", "name", parse_identifier,
-       "a backend name such as cpu, cpu_avx2, cuda_v12, cuda_v13, rocm, vulkan",
-       "Restrict the server to one compute backend."),
+       "a library name such as cpu, cpu_avx2, cpu_avx512, cpu_amx (ollamactl runtime show)",
+       "Force the CPU library the runner loads (default: the best one that passed the self-test)."),
     _s("OLLAMA_TMPDIR", "path", parse_path, "an absolute directory path",
        "Temporary directory for the server and its runners (obsolete upstream; honoured here).",
        obsolete=True),

@@ -28,8 +28,9 @@ def template_root() -> Traversable:
 
 
 def systemd_quote(value: str) -> str:
-    """Quote one word for a systemd unit's ExecStart= / Environment= line."""
-    if value and all(c.isalnum() or c in "-_./:=@%+," for c in value):
+    """Quote one word for a systemd unit's ExecStart= / Environment= line (``%`` is always
+    quoted and doubled: systemd expands specifiers there)."""
+    if value and all(c.isalnum() or c in "-_./:=@+," for c in value):
         return value
     escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
     return f'"{escaped}"'

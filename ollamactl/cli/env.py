@@ -53,6 +53,7 @@ def set_(ctx: typer.Context, name: str = typer.Argument(...), value: str = typer
     settings.lookup(name).validate(value)
     context = make_context(ctx)
     store = _require_store(context)
+    store.check(name, value)
     manager = get_service_manager(context)
     if name == "OLLAMA_MODELS":
         _prepare_models_dir(context, store, value, assume_yes=yes or context.assume_yes)

@@ -31,16 +31,28 @@ class EnvStore(ABC):
 
     @abstractmethod
     def set(self, name: str, value: str) -> bool:
-        """Persist ``name=value``; return False when it was already so."""
+        """Persist ``name=value`` (after :meth:`check`); return False when it was already so."""
 
     @abstractmethod
     def unset(self, name: str) -> bool:
         """Remove ``name``; return False when it was not set."""
 
+    def check(self, name: str, value: str) -> None:
+        """Refuse (SettingError) what this store could not hold as exactly that one value;
+        ``set`` calls it first, ``env set`` before it changes anything else."""
+        settings.require_storable(name, value)
+
     def notes(self, name: str) -> list[str]:
         """What the user should know about ``name`` here, e.g. a value elsewhere that shadows
         it (Windows: the machine's HKLM value)."""
         return []
+
+
+def file_lines(text: str) -> list[str]:
+    """A settings file's lines, split at ``\\n`` only: str.splitlines() also splits at CR, VT,
+    FF, FS-RS, NEL, U+2028 and U+2029, which would turn part of a value into a line of its own."""
+    lines = text.split("\n")
+    return lines[:-1] if lines[-1] == "" else lines
 
 
 @dataclass(frozen=True)

@@ -239,6 +239,7 @@ class PlistEnvStore(EnvStore):
             else {}
 
     def set(self, name: str, value: str) -> bool:
+        self.check(name, value)
         changed = self._edit(name, value)
         self._session("setenv", name, value)
         return changed

@@ -1,9 +1,11 @@
 """systemd backend: the unit file, the drop-in that holds settings, systemctl, journalctl.
 
 Settings live in ``/etc/systemd/system/ollama.service.d/override.conf``, the very file
-``systemctl edit ollama`` opens, as ``Environment="NAME=VALUE"`` lines. Lines we did not write
-are kept as they are; an assignment to the same name inside a foreign multi-assignment line is
-taken out of that line only (otherwise ``unset`` could not work).
+``systemctl edit ollama`` opens, as ``Environment="NAME=VALUE"`` lines: quoted, ``%`` doubled,
+and only values :func:`ollamactl.settings.check_storable` lets through, so a value can never end
+its line. The file is read at ``\\n`` only. Lines we did not write are kept byte for byte; an
+assignment to the same name inside a foreign multi-assignment line is cut out of that line, the
+rest of it left as it was (otherwise ``unset`` could not work).
 
 Under a staging root (``--root DIR``) nothing is started: files are written under DIR and
 ``systemctl --root DIR enable`` makes the offline symlinks.
@@ -11,16 +13,17 @@ Under a staging root (``--root DIR``) nothing is started: files are written unde
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from ollamactl import templating
+from ollamactl import settings, templating
 from ollamactl.context import Context
-from ollamactl.errors import UnsupportedPlatform
+from ollamactl.errors import UnsupportedPlatform, UsageError
 from ollamactl.service.base import SERVICE_NAME, LogQuery, LogSource, ServiceManager, ServiceState
-from ollamactl.service.env import EnvStore
+from ollamactl.service.env import EnvStore, file_lines
 from ollamactl.system import Cmd, cmd
 
 UNIT = f"{SERVICE_NAME}.service"
@@ -66,12 +69,28 @@ def is_ollamactl_unit(text: str) -> bool:
 
 # -- systemd's Environment= syntax -------------------------------------------------------------
 
-def split_words(value: str) -> list[str]:
-    """Split an ``Environment=`` value into assignments: spaces separate, quotes group,
-    backslash escapes, ``%%`` is a literal ``%`` (systemd.exec(5), "Environment=")."""
-    words: list[str] = []
+#: What systemd's unit-file parser takes for whitespace (WHITESPACE in its sources): no more.
+WHITESPACE = " \t\n\r"
+#: ``Key=Value`` of one line, with the offset of the value kept for cutting words out of it.
+_ASSIGNMENT = re.compile(r"[ \t\r]*([^#;\[ \t\r=][^=]*?)[ \t\r]*=[ \t\r]*(.*?)[ \t\r]*")
+
+
+@dataclass(frozen=True)
+class Word:
+    """One assignment of an ``Environment=`` value: where it sits in the raw value, and the
+    text systemd reads from it."""
+
+    start: int
+    end: int
+    text: str
+
+
+def scan_words(value: str) -> list[Word]:
+    """Split an ``Environment=`` value as systemd does (systemd.exec(5), "Environment="):
+    whitespace separates, quotes group, backslash escapes, ``%%`` is a literal ``%``."""
+    words: list[Word] = []
     current: list[str] = []
-    in_word = False
+    start: int | None = None
     quote = ""
     i = 0
     while i < len(value):
@@ -84,29 +103,67 @@ def split_words(value: str) -> list[str]:
                 quote = ""
             else:
                 current.append(c)
-        elif c in "\"'":
-            quote, in_word = c, True
-        elif c.isspace():
-            if in_word:
-                words.append("".join(current))
-                current, in_word = [], False
-        elif c == "\\" and i + 1 < len(value):
-            i += 1
-            current.append(value[i])
-            in_word = True
+        elif c in WHITESPACE:
+            if start is not None:
+                words.append(Word(start, i, "".join(current).replace("%%", "%")))
+                current, start = [], None
         else:
-            current.append(c)
-            in_word = True
+            start = i if start is None else start
+            if c in "\"'":
+                quote = c
+            elif c == "\\" and i + 1 < len(value):
+                i += 1
+                current.append(value[i])
+            else:
+                current.append(c)
         i += 1
-    if in_word:
-        words.append("".join(current))
-    return [w.replace("%%", "%") for w in words]
+    if start is not None:
+        words.append(Word(start, len(value), "".join(current).replace("%%", "%")))
+    return words
+
+
+def split_words(value: str) -> list[str]:
+    """The assignments of an ``Environment=`` value, as systemd reads them."""
+    return [word.text for word in scan_words(value)]
 
 
 def format_assignment(name: str, value: str) -> str:
-    """``Environment="NAME=VALUE"``, always quoted, as `systemctl edit` users write it."""
-    escaped = f"{name}={value}".replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
-    return f'Environment="{escaped}"'
+    """``Environment="NAME=VALUE"``, always quoted, as `systemctl edit` users write it: ``\\``
+    and ``"`` escaped, ``%`` doubled (a specifier otherwise); refuses what no line can hold."""
+    settings.require_storable(name, value)
+    escaped = f"{name}={value}".replace("\\", "\\\\").replace('"', '\\"')
+    return f'Environment="{escape_specifiers(escaped)}"'
+
+
+def escape_specifiers(text: str) -> str:
+    """``%`` doubled: systemd expands ``%h``-style specifiers in these values."""
+    return text.replace("%", "%%")
+
+
+def path_word(directory: str) -> str:
+    """``directory`` as one word of ReadWritePaths=/BindPaths=: ``%`` doubled (they expand
+    specifiers); raises UsageError for a path those lists would split or unquote."""
+    try:
+        settings.check_storable(directory)
+        settings.check_path_list_word(directory)
+    except settings.Invalid as exc:
+        raise UsageError(f"cannot let the service write {directory!r}: {exc}") from None
+    return escape_specifiers(directory)
+
+
+def _cut(text: str, offset: int, words: list[Word]) -> str:
+    """``text`` without ``words`` (of the value at ``offset``), each with the whitespace that
+    parted it from its neighbour; every other byte stays as it was."""
+    for word in reversed(words):
+        start, end = offset + word.start, offset + word.end
+        if word.start > 0:
+            while text[start - 1] in WHITESPACE:
+                start -= 1
+        else:
+            while end < len(text) and text[end] in WHITESPACE:
+                end += 1
+        text = text[:start] + text[end:]
+    return text
 
 
 @dataclass
@@ -115,12 +172,14 @@ class _Line:
     section: str
 
     @property
+    def assignment(self) -> re.Match[str] | None:
+        """``Key=Value`` of this line (group 1 and 2); None for a comment, section or blank."""
+        return _ASSIGNMENT.fullmatch(self.text)
+
+    @property
     def key_value(self) -> tuple[str, str] | None:
-        stripped = self.text.strip()
-        if not stripped or stripped[0] in "#;[" or "=" not in stripped:
-            return None
-        key, _, value = stripped.partition("=")
-        return key.strip(), value.strip()
+        match = self.assignment
+        return (match[1], match[2]) if match else None
 
 
 @dataclass
@@ -133,8 +192,8 @@ class DropIn:
     def parse(cls, text: str) -> DropIn:
         section = ""
         lines = []
-        for raw in text.splitlines():
-            stripped = raw.strip()
+        for raw in file_lines(text):
+            stripped = raw.strip(WHITESPACE)
             if stripped.startswith("[") and stripped.endswith("]"):
                 section = stripped[1:-1]
             lines.append(_Line(raw, section))
@@ -176,21 +235,20 @@ class DropIn:
                       if not (line.section == "Service" and line.key_value == (key, value))]
 
     def _drop_assignments(self, name: str) -> int | None:
-        """Remove ``name`` from every Environment= line; the index of the first line removed."""
+        """Remove ``name`` from every Environment= line, cutting out only its own words (the
+        rest of a line stays byte for byte); the index of the first line it was in."""
         first: int | None = None
         kept: list[_Line] = []
         for line in self.lines:
-            kv = line.key_value
-            if line.section == "Service" and kv is not None and kv[0] == "Environment":
-                words = split_words(kv[1])
-                others = [w for w in words if w.partition("=")[0] != name]
-                if len(others) != len(words):
-                    if first is None:
-                        first = len(kept)
-                    if not others:
+            match = line.assignment if line.section == "Service" else None
+            if match is not None and match[1] == "Environment":
+                words = scan_words(match[2])
+                doomed = [w for w in words if w.text.partition("=")[0] == name]
+                if doomed:
+                    first = len(kept) if first is None else first
+                    if len(doomed) == len(words):
                         continue
-                    line = _Line("Environment=" + " ".join(templating.systemd_quote(w)
-                                                           for w in others), line.section)
+                    line = _Line(_cut(line.text, match.start(2), doomed), line.section)
             kept.append(line)
         self.lines = kept
         return first
@@ -217,20 +275,29 @@ class DropInEnvStore(EnvStore):
         self.location = str(self.path)
 
     def load(self) -> DropIn:
+        """The drop-in as it is; bytes that are not UTF-8 survive (surrogateescape)."""
         try:
-            text = self.path.read_text()
+            text = self.path.read_bytes().decode("utf-8", "surrogateescape")
         except FileNotFoundError:
             text = templating.render("systemd/override.conf.j2")
         return DropIn.parse(text)
 
     def save(self, dropin: DropIn, *, why: str) -> bool:
-        return self.ctx.runner.write_file(self.path, dropin.render(), mode=0o644, why=why)
+        data = dropin.render().encode("utf-8", "surrogateescape")
+        return self.ctx.runner.write_file(self.path, data, mode=0o644, why=why)
 
     def read(self) -> dict[str, str]:
         return self.load().environment() if self.path.exists() else {}
 
     def set(self, name: str, value: str) -> bool:
+        self.check(name, value)
         return self._edit(lambda d: d.set_env(name, value), f"set {name}")
+
+    def check(self, name: str, value: str) -> None:
+        """Also refuses a models directory that `env set` could not grant (:func:`path_word`)."""
+        super().check(name, value)
+        if name == "OLLAMA_MODELS":
+            settings.require_path_list_word(name, value)
 
     def unset(self, name: str) -> bool:
         if name not in self.read():
@@ -240,18 +307,23 @@ class DropInEnvStore(EnvStore):
     def grant_path(self, directory: str) -> bool:
         """Let the hardened unit write ``directory`` (ReadWritePaths=, or BindPaths= below a
         home tree, which ProtectHome=yes hides)."""
+        word = path_word(directory)
+
         def edit(dropin: DropIn) -> None:
             if is_under_home(directory):
                 dropin.add_directive("ProtectHome", "tmpfs")
-                dropin.add_directive("BindPaths", directory)
+                dropin.add_directive("BindPaths", word)
             else:
-                dropin.add_directive("ReadWritePaths", directory)
+                dropin.add_directive("ReadWritePaths", word)
         return self._edit(edit, f"let the service write {directory}")
 
     def revoke_path(self, directory: str) -> bool:
+        """Undo :meth:`grant_path` (no check: a grant an older version wrote must go too)."""
+        word = escape_specifiers(directory)
+
         def edit(dropin: DropIn) -> None:
-            dropin.remove_directive("ReadWritePaths", directory)
-            dropin.remove_directive("BindPaths", directory)
+            dropin.remove_directive("ReadWritePaths", word)
+            dropin.remove_directive("BindPaths", word)
             if not any(is_under_home(p) for p in dropin.values("BindPaths")):
                 dropin.remove_directive("ProtectHome", "tmpfs")
         return self._edit(edit, f"stop granting {directory}")

@@ -182,11 +182,12 @@ class ServiceEnvStore(EnvStore):
         return found
 
     def set(self, name: str, value: str) -> bool:
-        """Raises UsageError for an entry Windows cannot hold (``env set`` has validated the
-        value against its setting already)."""
-        if not name or any(c in name for c in "=\0") or "\0" in value or not value:
-            raise UsageError(f"cannot store {name}={value!r} in the service's environment",
-                             hint="names have no '='; values are not empty (use unset)")
+        """Raises UsageError for an entry Windows cannot hold: an empty string ends a
+        REG_MULTI_SZ, so an empty value is refused along with what :meth:`check` refuses."""
+        self.check(name, value)
+        if not value:
+            raise UsageError(f"cannot store an empty {name} in the service's environment",
+                             hint="to remove it, use unset")
         entries = self.entries()
         wanted = f"{name}={value}"
         if wanted in entries:

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from ollamactl import settings
-from ollamactl.errors import EXIT_USAGE, SettingError, UnknownSetting
+from ollamactl.errors import EXIT_USAGE, SettingError, UnknownSetting, UsageError
 from ollamactl.host import HostFacts
 from ollamactl.settings import FOREVER, HostAddress, format_duration
 
@@ -177,6 +177,45 @@ def test_registry_covers_the_reference_settings() -> None:
     assert missing == []
     for setting in settings.SETTINGS.values():
         assert setting.doc and setting.accepted and setting.kind
+
+
+#: A line end for some reader of a settings file, or a character no such file can hold.
+UNSTORABLE = ["\r", "\n", "\t", "\0", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x1f", "\x7f",
+              "\x85", "\x9b", "\u2028", "\u2029", "\udc80", "\ufdd0", "\ufffe", "\U0010ffff"]
+
+
+@pytest.mark.parametrize("char", UNSTORABLE)
+def test_no_setting_stores_a_line_end_or_control_character(char: str) -> None:
+    for name, setting in settings.SETTINGS.items():
+        with pytest.raises(SettingError) as info:
+            setting.validate(f"1{char}ExecStartPre=+/bin/sh")
+        assert f"U+{ord(char):04X}" in info.value.reason, name
+        assert "\n" not in str(info.value)
+    # a trailing one that the parser would have trimmed away is refused all the same
+    with pytest.raises(SettingError):
+        settings.lookup("OLLAMA_FLASH_ATTENTION").validate(f"1{char}")
+
+
+def test_the_rule_keeps_ordinary_text() -> None:
+    for value in ("a b", "\u00a0\u3000", "50% %%", "\"'\\", "\u00e9\u4e2d\U0001f600", "a\u200db",
+                  "\u202eltr", "=;#[]", "\ufffd", "\ue000"):
+        settings.check_storable(value)
+
+
+def test_a_path_granted_in_a_systemd_path_list_has_no_list_syntax() -> None:
+    settings.check_path_list_word("/srv/50%h/models-1.0_x@y+z,w")
+    for value in ("/srv/models /", "/a\u00a0b", "/a\u3000b", '/a"b', "/a'b", "/a\\", "/a:b"):
+        with pytest.raises(settings.Invalid, match="ReadWritePaths"):
+            settings.check_path_list_word(value)
+    with pytest.raises(SettingError, match="OLLAMA_MODELS"):
+        settings.require_path_list_word("OLLAMA_MODELS", "/srv/models /")
+
+
+def test_stores_refuse_names_that_are_not_identifiers() -> None:
+    for name in ("", "A=B", "A B", "1A", "A\nB", "A\u2028B"):
+        with pytest.raises(UsageError, match="cannot store a setting named"):
+            settings.require_storable(name, "1")
+    settings.require_storable("MY_OWN_1", "1")
 
 
 def test_every_default_is_valid(linux_host: HostFacts) -> None:

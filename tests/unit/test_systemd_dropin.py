@@ -9,12 +9,13 @@ from typer.testing import CliRunner
 
 from ollamactl.cli.app import app
 from ollamactl.context import Context
-from ollamactl.errors import OllamactlError
+from ollamactl.errors import OllamactlError, SettingError, UsageError
 from ollamactl.service.systemd import (
     DROPIN_PATH,
     UNIT_PATH,
     DropIn,
     DropInEnvStore,
+    format_assignment,
     split_words,
 )
 
@@ -86,6 +87,44 @@ def test_grant_path_under_home_uses_bind_paths(staged: DropInEnvStore) -> None:
     assert dropin.values("ReadWritePaths") == ["/srv/models"]
     staged.revoke_path("/home/alice/models")
     staged.revoke_path("/srv/models")
+    assert staged.path.read_text() == FOREIGN
+
+
+def test_lines_split_at_newline_only_and_render_byte_for_byte() -> None:
+    text = 'Environment="X=a\u2028b\x85c\x0cd\x1ce" Y=1\r\n[Service]\n'
+    dropin = DropIn.parse("[Service]\n" + text)
+    assert dropin.render() == "[Service]\n" + text
+    assert dropin.environment() == {"X": "a\u2028b\x85c\x0cd\x1ce", "Y": "1"}
+
+
+def test_taking_one_assignment_out_keeps_the_rest_of_the_line_byte_for_byte() -> None:
+    line = "  Environment = A=1\t\"B=2 %%\"   'C=3'  "
+    for name, left in (("B", "  Environment = A=1   'C=3'  "),
+                       ("A", "  Environment = \"B=2 %%\"   'C=3'  "),
+                       ("C", "  Environment = A=1\t\"B=2 %%\"  ")):
+        dropin = DropIn.parse(f"[Service]\n{line}\n")
+        dropin.set_env(name, None)
+        assert dropin.render() == f"[Service]\n{left}\n"
+
+
+def test_values_are_quoted_and_percent_doubled_and_line_ends_refused() -> None:
+    assert format_assignment("X", 'a "b" \\ 50%h') == 'Environment="X=a \\"b\\" \\\\ 50%%h"'
+    dropin = DropIn.parse("[Service]\n")
+    dropin.set_env("X", 'a "b" \\ 50%h')
+    assert dropin.environment() == {"X": 'a "b" \\ 50%h'}
+    for value in ("a\rExecStartPre=+/bin/sh", "a\u2028b", "a\tb"):
+        with pytest.raises(SettingError):
+            format_assignment("X", value)
+
+
+def test_granted_paths_are_one_word_with_percent_doubled(staged: DropInEnvStore) -> None:
+    staged.grant_path("/srv/50%h")
+    assert staged.load().values("ReadWritePaths") == ["/srv/50%%h"]
+    staged.revoke_path("/srv/50%h")
+    assert staged.path.read_text() == FOREIGN
+    for bad in ("/srv/models /", "/home/a:/etc", "/srv/a\\", '/srv/"a', "/srv/a\rb"):
+        with pytest.raises(UsageError, match="cannot let the service write"):
+            staged.grant_path(bad)
     assert staged.path.read_text() == FOREIGN
 
 

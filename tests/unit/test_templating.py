@@ -19,6 +19,7 @@ def test_systemd_quote() -> None:
     assert templating.systemd_quote("/usr/bin/ollamactl") == "/usr/bin/ollamactl"
     assert templating.systemd_quote("OLLAMA_HOST=0.0.0.0") == "OLLAMA_HOST=0.0.0.0"
     assert templating.systemd_quote('a "b" 50%') == '"a \\"b\\" 50%%"'
+    assert templating.systemd_quote("50%h") == '"50%%h"'  # never a bare specifier
 
 
 def test_render_from_checkout_is_strict() -> None:

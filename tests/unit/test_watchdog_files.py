@@ -32,6 +32,22 @@ def test_env_file_keeps_foreign_lines(tmp_path: Path) -> None:
         store.set("OLLAMA_HOST", "a\nOLLAMA_DEBUG=1")
 
 
+def test_env_file_values_are_the_rest_of_their_line_exactly(tmp_path: Path) -> None:
+    path = tmp_path / "ollama.env"
+    foreign = b"# caf\xe9 in latin-1\nMINE=a\xe2\x80\xa8LD_PRELOAD=/x.so\n"
+    path.write_bytes(foreign)
+    store = EnvFileStore(path)
+    for value in (" lead and trail ", "a=b # not a comment", '"quoted"', "50%"):
+        assert store.set("OLLAMA_EDITOR", value)
+        assert EnvFileStore(path).read() == {"MINE": "a\u2028LD_PRELOAD=/x.so",
+                                             "OLLAMA_EDITOR": value}
+    assert path.read_bytes().startswith(foreign)
+    for value in ("vi\u2028LD_PRELOAD=/x.so", "vi\x85X=1", "vi\rX=1", "vi\tx"):
+        with pytest.raises(UsageError):
+            store.set("OLLAMA_EDITOR", value)
+    assert store.unset("OLLAMA_EDITOR") and path.read_bytes() == foreign
+
+
 def test_log_rotates_and_keeps_backups(tmp_path: Path) -> None:
     log = RotatingLog(tmp_path / "ollama.log", max_bytes=200, backups=2)
     for i in range(30):
