@@ -11,6 +11,7 @@ from ollamactl.doctor.accounts import may, user_ids
 from ollamactl.doctor.finding import Finding, Fix, fail, ok, skip, warn
 from ollamactl.doctor.probe import Probe
 from ollamactl.doctor.registry import check
+from ollamactl.system import UnsafePath, check_links
 
 GIB = 1024**3
 BLOB_NAME = re.compile(r"^sha256-[0-9a-f]{64}(-partial(-\d+)?)?$")
@@ -34,6 +35,11 @@ def models_dir(p: Probe) -> Finding:
                     fix=Fix("reinstall to create it", (("ollamactl", "install"),)))
     uid, gids = ids
     shown = Path(p.models_path)     # the path on the target system; ``target`` is under --root
+    try:
+        check_links(target)
+    except UnsafePath as exc:
+        return fail(exc.message, "the service user can put a link anywhere in its home; root "
+                    "never creates or chowns through one", Fix(exc.hint or "remove the link"))
     current = Path("/")
     for part in shown.parts[1:]:
         current = current / part

@@ -29,6 +29,7 @@ from ollamactl.service.systemd import (
     unit_groups,
 )
 from ollamactl.service.watchdog import WatchdogManager
+from ollamactl.system import check_links
 
 MIN_FREE_BYTES = 512 * 1024 * 1024
 
@@ -122,6 +123,7 @@ def install(ctx: Context, options: InstallOptions) -> InstallReport:
                              f"{backend}", hint="run `ollamactl uninstall` first")
     record = existing or Manifest(backend=backend, user=layout.SERVICE_USER,
                                   group=layout.SERVICE_GROUP, models_dir=layout.MODELS_DIR)
+    refuse_links(ctx, record)
     report = InstallReport(backend, update=existing is not None, notes=notes)
     if existing is not None and backend != "staged":
         _manager(ctx, record).stop()
@@ -144,6 +146,18 @@ def install(ctx: Context, options: InstallOptions) -> InstallReport:
         _start(ctx, record, report, options)
     report.done = [step.render(done=not ctx.dry_run) for step in ctx.runner.plan]
     return report
+
+
+def refuse_links(ctx: Context, record: Manifest) -> None:
+    """Refuse before anything changes when a link another user could have placed sits on a
+    path that install or uninstall acts on as root: the service user owns its home, and a
+    chown or purge through its link would act on whatever the link points to.
+
+    Raises:
+        UnsafePath: naming the link.
+    """
+    for path in dict.fromkeys([record.models_dir, *record.created_paths, *_OWNED_TREES]):
+        check_links(ctx.path(path))
 
 
 def _manager(ctx: Context, record: Manifest) -> SystemdManager | WatchdogManager:
@@ -322,6 +336,7 @@ def plan_uninstall(ctx: Context, *, purge: bool) -> UninstallPlan:
     if record is None:
         raise UsageError(f"no ollamactl install under {ctx.root} (no {layout.MANIFEST_PATH})",
                          hint="only what `ollamactl install` recorded can be uninstalled")
+    refuse_links(ctx, record)
     models = ctx.path(record.models_dir)
     return plan_removal(record, models, [f"stop and disable the service ({record.backend})"],
                         purge=purge, shown=str(models))

@@ -24,7 +24,7 @@ from ollamactl.errors import OllamactlError
 from ollamactl.install.layout import RUNTIME_DIR
 from ollamactl.install.users import Account, blocked_parents, can_access
 from ollamactl.service.systemd import is_under_home
-from ollamactl.system import PlanStep, cmd
+from ollamactl.system import Cmd, PlanStep, cmd
 
 _EDITABLE_MARKERS = ("__editable__", "_editable_impl_")
 STAMP = f"{RUNTIME_DIR}/built-from.sha256"
@@ -32,17 +32,22 @@ STAMP = f"{RUNTIME_DIR}/built-from.sha256"
 
 @dataclass(frozen=True)
 class Runtime:
-    """An interpreter that runs ollamactl: ``python -m ollamactl serve``."""
+    """An interpreter that runs ollamactl: ``python -I -m ollamactl serve``.
+
+    ``-I`` keeps out the working directory (``-m`` alone puts it first on ``sys.path``: the
+    service user's home, the directory ``sudo`` ran in) and PYTHON* variables; site-packages'
+    ``.pth`` files still load, so an editable install keeps working.
+    """
 
     python: str        # the interpreter's path on the target system
     prefix: str        # its environment (sys.prefix)
     built: bool        # True: the self-contained copy under /opt/ollamactl
 
     def serve_argv(self) -> list[str]:
-        return [self.python, "-m", "ollamactl", "serve"]
+        return [self.python, "-I", "-m", "ollamactl", "serve"]
 
     def version_argv(self) -> list[str]:
-        return [self.python, "-m", "ollamactl", "--version"]
+        return [self.python, "-I", "-m", "ollamactl", "--version"]
 
 
 def current() -> Runtime:
@@ -96,11 +101,11 @@ def why_unusable(runtime: Runtime, account: Account, *, staged_root: Path | None
 
 
 def verify_as_user(ctx: Context, runtime: Runtime, user: str) -> str:
-    """Run the version check as ``user`` (``runuser -u ollama -- python -m ollamactl
-    --version``); return "" when it works, else what went wrong."""
-    result = ctx.runner.run(cmd("runuser", "-u", user, "--", *runtime.version_argv(),
+    """Run the version check as ``user`` (``runuser -u ollama -- python -I -m ollamactl
+    --version``, from ``/``); return "" when it works, else what went wrong."""
+    result = ctx.runner.run(Cmd(("runuser", "-u", user, "--", *runtime.version_argv()),
                                 why=f"check that {user} can run ollamactl", mutates=False,
-                                check=False, timeout_s=60))
+                                check=False, timeout_s=60, cwd="/"))
     if result.ok:
         return ""
     return (result.stderr or result.stdout).strip().splitlines()[-1:][0] \
@@ -233,7 +238,7 @@ def build(ctx: Context) -> Runtime:
     if venv.exists():
         ctx.runner.remove(venv, recursive=True, why="replace the previous runtime")
     ctx.runner.make_dir(ctx.path(RUNTIME_DIR), why="self-contained runtime")
-    ctx.runner.run(cmd(base, "-m", "venv", "--without-pip", str(venv),
+    ctx.runner.run(cmd(base, "-I", "-m", "venv", "--without-pip", str(venv),
                        why="a venv the service user can run"))
     source = Path(sysconfig.get_paths()["purelib"])
     target = venv / _relative_purelib()

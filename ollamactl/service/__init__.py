@@ -67,8 +67,9 @@ def watchdog_manager(ctx: Context) -> ServiceManager:
 
 
 def default_server_argv() -> list[str]:
-    """``ollamactl serve`` with the interpreter that runs this ollamactl."""
-    return [sys.executable, "-m", "ollamactl", "serve"]
+    """``ollamactl serve`` with the interpreter that runs this ollamactl (``-I``: nothing
+    from the working directory or PYTHON* variables)."""
+    return [sys.executable, "-I", "-m", "ollamactl", "serve"]
 
 
 def watchdog_paths(ctx: Context) -> WatchdogPaths:

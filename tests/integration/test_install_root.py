@@ -68,7 +68,7 @@ def test_install_second_install_and_uninstall(root: Path) -> None:
     text = unit.read_text()
     manifest = json.loads((root / "var/lib/ollamactl/install-manifest.json").read_text())
     python = manifest["exec_argv"][0]
-    assert f"ExecStart={python} -m ollamactl serve" in text
+    assert f"ExecStart={python} -I -m ollamactl serve" in text
     assert (root / "etc/systemd/system/default.target.wants/ollama.service").is_symlink()
     _verify(root, unit, python)
     security = subprocess.run(["systemd-analyze", "security", "--offline=true", str(unit)],

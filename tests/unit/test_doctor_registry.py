@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -64,6 +66,7 @@ def test_render_colours_only_on_a_tty_without_no_color():
 
 
 def test_fix_applies_only_safe_fixes_through_the_runner(ctx, recorder):
+    ctx = dataclasses.replace(ctx, root=Path("/"))
     findings = [
         Finding("a", FAIL, "x", fix=Fix("safe", (("systemctl", "daemon-reload"),
                                                  ("systemctl", "restart", "ollama")), safe=True)),
@@ -75,7 +78,21 @@ def test_fix_applies_only_safe_fixes_through_the_runner(ctx, recorder):
     applied = apply_fixes(ctx, safe_fixes(findings))
     assert recorder.argvs == [("systemctl", "daemon-reload"), ("systemctl", "restart", "ollama")]
     assert [a.ok for a in applied] == [True, False]
-    assert argv_for(("ollamactl", "start"))[1:] == ("-m", "ollamactl", "start")
+    assert argv_for(ctx, ("ollamactl", "start"))[1:] == ("-I", "-m", "ollamactl", "start")
+
+
+def test_a_staged_fix_acts_on_the_staged_tree_never_on_this_host(ctx, recorder):
+    findings = [Finding("a", FAIL, "x", fix=Fix("safe", (("ollamactl", "start"),
+                                                          ("systemctl", "restart", "ollama")),
+                                                 safe=True))]
+    python = argv_for(ctx, ("ollamactl", "start"))[0]
+    recorder.on(python)
+    (applied_start, refused) = apply_fixes(ctx, safe_fixes(findings))
+    assert recorder.argvs == [(python, "-I", "-m", "ollamactl", "--root", str(ctx.root),
+                               "start")]
+    assert recorder.calls[0].cwd == "/"
+    assert applied_start.ok and not refused.ok
+    assert refused.error == f"not run under --root {ctx.root}: it would act on this host"
 
 
 def test_cli_json_and_exit_code(free_port, monkeypatch):
