@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ollamactl import settings
 from ollamactl.context import Context
 from ollamactl.errors import CommandFailed, OllamactlError
+from ollamactl.logrecords import self_written
 from ollamactl.system import Cmd, CmdResult
 
 if TYPE_CHECKING:
@@ -228,7 +229,15 @@ class Probe:
 
     @cached_property
     def log_lines(self) -> list[str] | None:
-        """The last lines of the service's log, or None when there is no log to read."""
+        """The last lines of the service's log, each cut to what the server or runner wrote
+        about itself (:func:`self_written`): records about requests are left out, so request
+        text cannot raise a finding. None when there is no log to read."""
+        lines = self._raw_log_lines()
+        if lines is None:
+            return None
+        return [text for line in lines if (text := self_written(line)) is not None]
+
+    def _raw_log_lines(self) -> list[str] | None:
         if self.unit_installed:
             result = self.run("journalctl", "-u", SERVICE, "-n", str(LOG_LINES), "--no-pager",
                               "-o", "cat", why="read the service's recent log")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ollamactl.errors import UsageError
+from ollamactl.logrecords import request_field
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ def validate_options(options: Mapping[str, Any] | None, *, strict: bool) -> dict
             elif strict:
                 raise InvalidOption(name, f"unknown parameter '{name}'")
             else:
-                log.warning("invalid option provided: %s", name)
+                log.warning("invalid option provided: %s", request_field(str(name)))
             continue
         if value is None:
             continue

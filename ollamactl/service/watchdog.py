@@ -8,7 +8,8 @@ one state directory unless placed elsewhere:
 
     watchdog.pid   {"pid", "started_at"} of the supervisor (pid + start time = identity)
     state.json     what the supervisor is doing: state, server pid, restarts, last exit
-    ollama.log     the server's output, one timestamped line each, rotated at 10 MiB (3 kept)
+    ollama.log     the server's output, one timestamped line each, rotated at 10 MiB (3 kept),
+                   mode 0640
     ollama.env     NAME=VALUE lines the server is started with (``ollamactl env set``)
 
 Stop is SIGTERM to the supervisor, which stops the server (SIGTERM, then SIGKILL after a
@@ -38,7 +39,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ollamactl.context import Context
-from ollamactl.errors import ServiceError, UsageError
+from ollamactl.errors import ServiceError
+from ollamactl.logrecords import private_opener
 from ollamactl.service._posix import (
     ProcessIdentity,
     kill_process_group,
@@ -47,7 +49,7 @@ from ollamactl.service._posix import (
     write_pid_file,
 )
 from ollamactl.service.base import LogQuery, LogSource, ServiceManager, ServiceState
-from ollamactl.service.env import EnvStore
+from ollamactl.service.env import EnvStore, file_lines
 from ollamactl.system import Cmd, PlanStep, Runner, atomic_write
 
 FIRST_RESTART_DELAY_S = 1.0
@@ -87,7 +89,7 @@ class WatchdogPaths:
 class EnvFileStore(EnvStore):
     """``NAME=VALUE`` lines (one per setting, value verbatim to the end of the line).
 
-    Comments, blank lines and lines we did not write are kept as they are.
+    Comments, blank lines and lines we did not write are kept byte for byte.
     """
 
     def __init__(self, path: Path, *, runner: Runner | None = None) -> None:
@@ -104,9 +106,7 @@ class EnvFileStore(EnvStore):
         return values
 
     def set(self, name: str, value: str) -> bool:
-        if "\n" in value or "\r" in value or not _NAME.match(name):
-            raise UsageError(f"cannot store {name}={value!r}: names are identifiers and values "
-                             "are one line")
+        self.check(name, value)
         if self.read().get(name) == value:
             return False
         lines = self._without(name)
@@ -124,8 +124,9 @@ class EnvFileStore(EnvStore):
         return "".join(line + "\n" for line in lines)
 
     def _lines(self) -> list[str]:
+        """The file's lines, split at ``\\n`` only; bytes that are not UTF-8 survive."""
         try:
-            return self.path.read_text().splitlines()
+            return file_lines(self.path.read_bytes().decode("utf-8", "surrogateescape"))
         except FileNotFoundError:
             return []
 
@@ -134,22 +135,23 @@ class EnvFileStore(EnvStore):
                 if (_parse_env_line(line) or ("",))[0] != name]
 
     def _write(self, lines: list[str]) -> None:
-        data = self.render_with(lines)
+        data = self.render_with(lines).encode("utf-8", "surrogateescape")
         if self.runner is not None:
             self.runner.write_file(self.path, data, mode=0o640, why="the watchdog's settings")
         else:
-            atomic_write(self.path, data.encode(), mode=0o640)
+            atomic_write(self.path, data, mode=0o640)
 
 
 def _parse_env_line(line: str) -> tuple[str, str] | None:
-    text = line.strip()
+    """``[export ]NAME=VALUE``; the value is the rest of the line, exactly as written."""
+    text = line.lstrip(" \t")
     if not text or text.startswith("#"):
         return None
-    text = text.removeprefix("export ").lstrip()
+    text = text.removeprefix("export ").lstrip(" \t")
     name, sep, value = text.partition("=")
-    if not sep or not _NAME.match(name.strip()):
+    if not sep or not _NAME.match(name.rstrip(" \t")):
         return None
-    return name.strip(), value
+    return name.rstrip(" \t"), value
 
 
 # -- the log file ------------------------------------------------------------------------------
@@ -175,7 +177,7 @@ class RotatingLog:
                 size = 0
             if size and size + len(data) > self.max_bytes:
                 self._rotate()
-            with self.path.open("ab") as out:
+            with open(self.path, "ab", opener=private_opener) as out:
                 out.write(data)
 
     def _rotate(self) -> None:
@@ -456,7 +458,7 @@ def launch(config: SupervisorConfig, *, wait_s: float = 15.0) -> ProcessIdentity
     with contextlib.suppress(FileNotFoundError):
         config.paths.state_file.unlink()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ollamactl.service.watchdog", "supervise",
+        [sys.executable, "-I", "-m", "ollamactl.service.watchdog", "supervise",
          *_config_args(config)],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         cwd="/", start_new_session=True, close_fds=True)
@@ -565,9 +567,9 @@ class WatchdogManager(ServiceManager):
         if self.supervisor() is not None:
             return
         self.ctx.runner.run(Cmd(
-            (sys.executable, "-m", "ollamactl.service.watchdog", "launch",
+            (sys.executable, "-I", "-m", "ollamactl.service.watchdog", "launch",
              *_config_args(self.config)),
-            why="start the server under ollamactl's watchdog", timeout_s=60))
+            why="start the server under ollamactl's watchdog", timeout_s=60, cwd="/"))
 
     def stop(self) -> None:
         """SIGTERM the supervisor (it stops the server), then SIGKILL anything left."""

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 from ollamactl import settings, templating
 from ollamactl.context import Context
 from ollamactl.errors import PrivilegeError, ServiceError, UnsupportedPlatform, UsageError
+from ollamactl.logrecords import private_opener
 from ollamactl.service.base import ServiceManager, ServiceState
 from ollamactl.service.env import EnvStore
 from ollamactl.service.logfiles import ServerLogFile
@@ -324,9 +325,10 @@ class RegistryEnvStore(EnvStore):
         return {n: v.data for n, v in self.registry.values(HKCU, USER_ENV_KEY).items()}
 
     def set(self, name: str, value: str) -> bool:
-        if not name or any(c in name for c in "=\0") or "\0" in value or not value:
-            raise UsageError(f"cannot store {name}={value!r} as a Windows environment variable",
-                             hint="names have no '='; values are not empty (use unset)")
+        self.check(name, value)
+        if not value:
+            raise UsageError(f"cannot store an empty {name} as a Windows environment variable",
+                             hint="to remove it, use unset")
         current = self.registry.values(HKCU, USER_ENV_KEY).get(name)
         if current is not None and current.data == value:
             return False
@@ -624,7 +626,8 @@ def open_server_log(log_path: Path) -> TextIO:
     logon task's wrapper and the service host both start the server this way."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     rotate_server_logs(log_path)
-    return open(log_path, "a", buffering=1, encoding="utf-8", errors="replace")
+    return open(log_path, "a", buffering=1, encoding="utf-8", errors="replace",
+                opener=private_opener)
 
 
 def serve_logged(log_path: Path) -> None:
