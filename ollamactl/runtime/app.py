@@ -8,6 +8,7 @@ unknown paths into Go's plain ``404 page not found``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import itertools
@@ -22,12 +23,15 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ollamactl.errors import ModelError
+from ollamactl.logrecords import REQUEST_LOGGER, RecordFormatter, keep_stream_private, request_field
 from ollamactl.runtime.memory import gpu_count
 from ollamactl.runtime.scheduler import Scheduler, SchedulerConfig
 from ollamactl.runtime.store import Store
 from ollamactl.settings import ServerConfig, format_duration
 
 log = logging.getLogger("ollamactl.server")
+CLIENT_GONE = 499  # nginx's and Ollama's status for "client closed request" (logged only)
+request_log = logging.getLogger(REQUEST_LOGGER)
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _ids = itertools.count(1)
@@ -55,12 +59,12 @@ class RequestIdFilter(logging.Filter):
 
 
 def setup_server_logging(debug: int) -> None:
-    """One line per event on stderr: time, level, request id, logger, message."""
+    """One line per record on stderr: time, level, request id, logger, message (see
+    :mod:`ollamactl.logrecords`); a log file behind stderr is made 0640."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RequestIdFilter())
-    handler.setFormatter(logging.Formatter(
-        "time=%(asctime)s level=%(levelname)s request=%(request_id)s source=%(name)s "
-        "msg=%(message)s"))
+    handler.setFormatter(RecordFormatter())
+    keep_stream_private(sys.stderr)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -84,6 +88,21 @@ class RequestLog:
         token = request_id.set(rid)
         started = time.perf_counter()
         status = 0
+        logged = gone = False
+
+        def log_line(code: int) -> None:
+            nonlocal logged
+            logged = True
+            request_log.info("%s %s status=%d duration=%.3fs client=%s",
+                             request_field(scope["method"]), request_field(scope["path"]),
+                             code, time.perf_counter() - started,
+                             request_field(str((scope.get("client") or ("-",))[0])))
+
+        async def receive_watched() -> Message:
+            nonlocal gone
+            message = await receive()
+            gone = gone or message["type"] == "http.disconnect"
+            return message
 
         async def send_logged(message: Message) -> None:
             nonlocal status
@@ -92,13 +111,13 @@ class RequestLog:
                 message.setdefault("headers", []).append((b"x-request-id", rid.encode()))
             await send(message)
             if message["type"] == "http.response.body" and not message.get("more_body"):
-                log.info("%s %s status=%d duration=%.3fs client=%s", scope["method"],
-                         scope["path"], status, time.perf_counter() - started,
-                         (scope.get("client") or ("-",))[0])
+                log_line(status)
 
         try:
-            await self.app(scope, receive, send_logged)
+            await self.app(scope, receive_watched, send_logged)
         finally:
+            if gone and not logged:  # a stream cut short by its client: cancelled, as 499
+                log_line(CLIENT_GONE)
             request_id.reset(token)
 
 
@@ -129,9 +148,14 @@ def create_app(config: ServerConfig, *, scheduler: Scheduler | None = None,
             app.state.store.prune(noprune=config.noprune)
         except ModelError as exc:
             log.warning("blob pruning skipped: %s", exc)
+        from ollamactl.runtime import template_worker
+
+        # a template worker ready for the first request, started beside serving, not before it
+        warming = asyncio.get_running_loop().run_in_executor(None, template_worker.warm)
         try:
             yield
         finally:
+            await warming
             await app.state.scheduler.close()
 
     app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
@@ -152,7 +176,8 @@ def create_app(config: ServerConfig, *, scheduler: Scheduler | None = None,
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     if exc.status >= 500:
-        log.error("%s %s: %s", request.method, request.url.path, exc.message)
+        request_log.error("%s %s: %s", request_field(request.method),
+                          request_field(request.url.path), exc.message)
     return JSONResponse({"error": exc.message}, status_code=exc.status)
 
 

@@ -33,8 +33,6 @@ from typing import Any, Protocol
 import llama_cpp as llama
 import numpy as np  # llama-cpp-python's own dependency, loaded with it
 
-REGEX_SPECIAL = frozenset("\\^$.|?*+()[]{}")
-
 # Longest prompt piece one sequence puts into one step while others may be decoding.
 PREFILL_CHUNK = 256
 
@@ -150,33 +148,6 @@ class _Active:
         return self.evaluated < len(self.request.prompt)
 
 
-def _lazy_grammar(lazy: Mapping[str, str]) -> tuple[str, list[str]]:
-    """One grammar and its trigger patterns from grammar.py's per-trigger lazy grammars.
-
-    Every lazy grammar is the same rule set plus its own ``root``; llama.cpp feeds a lazy
-    grammar the text from the trigger on, so the combined root starts each alternative with
-    its trigger's literal text.
-    """
-    import json
-
-    from ollamactl.runtime.grammar import AT_START
-
-    base = ""
-    alternatives: list[str] = []
-    patterns: list[str] = []
-    for trigger, gbnf in lazy.items():
-        base, _, root = gbnf.rpartition("\nroot ::= ")
-        literal = json.dumps(trigger, ensure_ascii=False)
-        if trigger == AT_START:
-            alternatives.append(f"{literal} {root}")
-            patterns.append(r"^\s*(\{)[\s\S]*$")
-        else:
-            alternatives.append(f"{literal} {root}")
-            patterns.append("(" + "".join("\\" + c if c in REGEX_SPECIAL else c
-                                          for c in trigger) + ")")
-    return f"{base}\nroot ::= " + " | ".join(f"( {a} )" for a in alternatives), patterns
-
-
 class BatchEngine:
     """One model, one context with ``n_parallel`` slots, and the continuous-batching loop."""
 
@@ -266,7 +237,7 @@ class BatchEngine:
 
         Raises:
             EngineError: no free slot (the caller admits only while ``has_free_slot``).
-            ValueError: the grammar does not compile.
+            GrammarError: the grammar does not compile.
         """
         if not self.free_slots:
             raise EngineError("no free slot")
@@ -444,20 +415,26 @@ class BatchEngine:
             raise
 
     def _grammar_sampler(self, spec: Mapping[str, Any]) -> Any:
-        from ollamactl.runtime.grammar import compile_constraint
+        """The sampler for a grammar the server compiled and checked (:mod:`grammar`); checked
+        again here, as what llama.cpp's recursive parser gets must never overflow its stack.
 
-        compiled = compile_constraint(spec)
-        if compiled.full is not None:
-            sampler = llama.llama_sampler_init_grammar(self.vocab, compiled.full.encode(),
-                                                       b"root")
+        Raises:
+            GrammarError: over the limits, or llama.cpp refused it (this sequence fails).
+        """
+        from ollamactl.runtime.grammar import GrammarError, check_gbnf
+
+        text = str(spec["gbnf"])
+        check_gbnf(text)
+        triggers = spec.get("triggers")
+        if triggers is None:
+            sampler = llama.llama_sampler_init_grammar(self.vocab, text.encode(), b"root")
         else:
-            text, patterns = _lazy_grammar(compiled.lazy)
-            c_patterns = (ctypes.c_char_p * len(patterns))(*[p.encode() for p in patterns])
+            c_patterns = (ctypes.c_char_p * len(triggers))(*[str(p).encode() for p in triggers])
             sampler = llama.llama_sampler_init_grammar_lazy_patterns(
-                self.vocab, text.encode(), b"root", c_patterns, len(patterns),
+                self.vocab, text.encode(), b"root", c_patterns, len(triggers),
                 (llama.llama_token * 0)(), 0)
         if not sampler:
-            raise ValueError("failed to parse the grammar of the requested format")
+            raise GrammarError("failed to parse the grammar of the requested format")
         return sampler
 
     def close(self) -> None:

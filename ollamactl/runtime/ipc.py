@@ -7,7 +7,7 @@ replies are matched by ``id``, so one runner can serve several sequences at once
 Server -> runner:
     {"t": "gen", "id": 7, "segments": [[text, parse_special], ...], "context": [ids] | null,
      "options": {...per-sequence sampling options...}, "want_context": bool,
-     "grammar": {...a constraint of grammar.py...} | null}
+     "grammar": {"gbnf": text, "triggers": [regex, ...] (lazy only)} | null}
     {"t": "embed", "id": 8, "inputs": [text, ...], "truncate": bool}
     {"t": "cancel", "id": 7}
 Runner -> server:

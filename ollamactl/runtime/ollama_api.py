@@ -2,7 +2,10 @@
 
 Handlers parse and check the body, resolve the model in the store, take a slot from the
 scheduler and stream the runner's tokens as NDJSON (or collect them when ``stream`` is false).
-Blocking store work runs in the thread pool; the token path stays on the event loop.
+Blocking store work runs in the thread pool; the token path stays on the event loop. Work a
+request can make large is bounded before it runs and kept off the loop: ``format`` and tool
+schemas are checked and compiled to a grammar in a thread (:mod:`grammar`), prompts are
+rendered by a template worker process (:mod:`template_worker`).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import PurePosixPath
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -24,8 +27,14 @@ from starlette.requests import ClientDisconnect
 from ollamactl import __version__
 from ollamactl.errors import ModelError, OllamactlError
 from ollamactl.runtime import gguf
-from ollamactl.runtime.app import ApiError
-from ollamactl.runtime.grammar import InvalidFormat, check_format, tools_constraint
+from ollamactl.runtime.app import CLIENT_GONE, ApiError
+from ollamactl.runtime.grammar import (
+    GrammarError,
+    InvalidFormat,
+    check_format,
+    compile_constraint,
+    tools_constraint,
+)
 from ollamactl.runtime.memory import estimate_model_bytes
 from ollamactl.runtime.names import InvalidModelName, ModelName
 from ollamactl.runtime.options import InvalidOption, merge_options, validate_options
@@ -48,6 +57,7 @@ from ollamactl.runtime.schemas import (
 from ollamactl.runtime.store import (
     BlobNotFound,
     DigestMismatch,
+    InsufficientSpace,
     InvalidDigest,
     LocalModel,
     ModelNotFound,
@@ -62,6 +72,9 @@ from ollamactl.runtime.tools import (
     parse_tools,
     prepare_messages,
 )
+
+if TYPE_CHECKING:
+    from ollamactl.runtime.prompt import Prompt
 
 router = APIRouter()
 
@@ -85,7 +98,6 @@ def _scheduler(request: Request) -> Scheduler:
     return scheduler
 
 
-CLIENT_GONE = 499  # nginx's and Ollama's status for "client closed request" (logged only)
 R = TypeVar("R")
 
 
@@ -224,6 +236,7 @@ class Inference:
         """Run one sequence and answer with NDJSON chunks or a single object; ``chunk`` may
         hold a piece back (None), ``grammar`` constrains decoding (see :mod:`grammar`)."""
         scheduler = _scheduler(self.request)
+        grammar = await _compiled(grammar)
         lease = await _while_connected(self.request, self.acquire())
         events = lease.loaded.process.generate(segments, self.sampling(), context=context,
                                                want_context=want_context, grammar=grammar,
@@ -333,12 +346,9 @@ async def generate(request: Request) -> Response:
         return await inference.load_only(unload=inference.keep_alive_s == 0, chat=False)
     from ollamactl.runtime.prompt import render_generate
 
-    try:
-        prompt = render_generate(inference.model, req.prompt, system=req.system,
-                                 template=req.template, raw=req.raw,
-                                 include_model_messages=not req.context)
-    except OllamactlError as exc:
-        raise ApiError(400, str(exc)) from None
+    prompt = await _rendered(request, lambda: render_generate(
+        inference.model, req.prompt, system=req.system, template=req.template, raw=req.raw,
+        include_model_messages=not req.context))
     name = req.model
 
     def chunk(text: str) -> dict[str, Any]:
@@ -382,12 +392,11 @@ async def chat(request: Request) -> Response:
     messages = [m.model_dump(exclude_none=True) | {"role": m.role.lower()} for m in req.messages]
     try:
         messages = prepare_messages(messages, tools, template_has_tools=native_tools)
-        prompt = render_chat(inference.model, messages, tools=[t.to_dict() for t in tools]
-                             if tools and native_tools else None)
     except InvalidTools as exc:
         raise ApiError(400, str(exc)) from None
-    except OllamactlError as exc:
-        raise ApiError(400, str(exc)) from None
+    prompt = await _rendered(request, lambda: render_chat(
+        inference.model, messages,
+        tools=[t.to_dict() for t in tools] if tools and native_tools else None))
     if tools and grammar is None:
         grammar = tools_constraint(tools, forced=choice.forced, only=choice.only)
     parser = ToolCallParser(tools) if tools else None
@@ -435,7 +444,34 @@ def _check_context(model: LocalModel, context: list[int] | None) -> None:
 def _format_constraint(value: Any) -> dict[str, Any] | None:
     try:
         return check_format(value)
-    except InvalidFormat as exc:
+    except (InvalidFormat, GrammarError) as exc:
+        raise ApiError(400, str(exc)) from None
+
+
+async def _compiled(spec: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The checked grammar the runner gets for a constraint; built in a thread, as its CPU
+    work, though bounded by the schema limits, can take a moment."""
+    if spec is None:
+        return None
+    try:
+        return await run_in_threadpool(lambda: compile_constraint(spec).wire())
+    except GrammarError as exc:
+        raise ApiError(400, f"{'format' if spec['kind'] != 'tools' else 'tools'}: {exc}") \
+            from None
+
+
+async def _rendered(request: Request, render: Callable[[], Prompt]) -> Prompt:
+    """A prompt from ``render``, run in a thread of its own limiter: a render waits for one of
+    the template workers, and waiting requests must not hold the thread pool that /api/tags
+    and the store need."""
+    from ollamactl.runtime.template_worker import WORKERS
+
+    limiter = getattr(request.app.state, "render_limiter", None)
+    if limiter is None:
+        limiter = request.app.state.render_limiter = anyio.CapacityLimiter(WORKERS)
+    try:
+        return await anyio.to_thread.run_sync(render, limiter=limiter)
+    except OllamactlError as exc:
         raise ApiError(400, str(exc)) from None
 
 
@@ -575,6 +611,10 @@ async def post_blob(request: Request, digest: str) -> Response:
         raise ApiError(400, "invalid digest format") from None
     if store.has_blob(expected):
         return Response(status_code=200)
+    try:
+        declared = int(request.headers.get("content-length", ""))
+    except ValueError:
+        declared = None  # chunked: free space is checked as the bytes arrive
     loop = asyncio.get_running_loop()
     chunks = request.stream().__aiter__()
 
@@ -603,14 +643,16 @@ async def post_blob(request: Request, digest: str) -> Response:
         limiter = request.app.state.blob_upload_limiter = anyio.CapacityLimiter(
             BLOB_UPLOADS_AT_ONCE)
     try:
-        await anyio.to_thread.run_sync(store.write_blob, pull_chunks(), expected,
-                                       limiter=limiter)
+        await anyio.to_thread.run_sync(
+            lambda: store.write_blob(pull_chunks(), expected, total=declared), limiter=limiter)
     except UploadStalled:
         raise ApiError(408, f"upload sent nothing for {BLOB_IDLE_TIMEOUT_S:.0f} s") from None
     except ClientDisconnect:  # the temp file is gone already; nobody is left to answer
         return Response(status_code=400)
     except DigestMismatch as exc:
         raise ApiError(400, str(exc)) from None
+    except InsufficientSpace as exc:  # refused before reading when the size was declared
+        raise ApiError(507, str(exc)) from None
     except ModelError as exc:
         raise ApiError(500, str(exc)) from None
     return Response(status_code=201)

@@ -10,6 +10,11 @@ Message content is user data: it never reaches the tokenizer as template text. E
 string is swapped for a random sentinel before rendering and put back afterwards as a segment
 with ``parse_special=False``, so ``<|im_end|>`` typed by a user stays plain text. The same goes
 for ``tojson``/``json`` output (tool definitions, tool-call arguments).
+
+A template is code from whoever made the model or sent the request, so :func:`render_chat` and
+:func:`render_generate` run it in a template worker process (:mod:`template_worker`) with a time
+budget (:data:`RENDER_TIMEOUT_S`), a step budget (Go actions, or the Python lines a Jinja
+template runs), an output budget and a memory cap; a render past one is a :class:`TemplateError`.
 """
 
 from __future__ import annotations
@@ -21,8 +26,11 @@ import json
 import logging
 import re
 import secrets
-from collections.abc import Callable
-from dataclasses import dataclass
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from ollamactl.errors import ModelError
@@ -36,10 +44,38 @@ log = logging.getLogger(__name__)
 DEFAULT_GO_TEMPLATE = "{{ .Prompt }}"
 _FAMILY_TEMPLATES = {"gemma3": "gemma3.gotmpl"}
 _CONTENT_KEYS = ("content", "thinking")
+# Budgets of one render, besides gotemplate's and the worker's memory cap: real chat templates
+# take milliseconds and ~100 Python lines per message, so 10000 turns stay far below both.
+RENDER_TIMEOUT_S = 3.0
+MAX_JINJA_STEPS = 4_000_000
+MAX_INT_BITS = 1 << 16  # a Jinja ``*`` or ``**`` on integers (chat templates count turns)
 
 
 class TemplateError(ModelError):
     """The model's (or the request's) template failed to render, or was refused."""
+
+
+class _OverBudget(BaseException):
+    """A Jinja render passed a budget (steps, time, output, a binary operation's size); a
+    BaseException, so that no ``except Exception`` on the way (Jinja's own) can swallow it."""
+
+
+@dataclass(frozen=True)
+class TemplateSource:
+    """What rendering needs of a model; it crosses to the template worker as JSON."""
+
+    name: str
+    template: str | None
+    chat_template: str | None
+    family: str
+    bos_token: str | None
+    eos_token: str | None
+    add_bos: bool
+
+    @classmethod
+    def of(cls, model: LocalModel) -> TemplateSource:
+        return cls(model.name.display, model.template, model.chat_template,
+                   model.details.family, model.bos_token, model.eos_token, model.add_bos)
 
 
 @dataclass(frozen=True)
@@ -116,11 +152,18 @@ def _jinja_environment() -> Any:
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     class _StrictSandbox(ImmutableSandboxedEnvironment):
-        """Reaching for an unsafe attribute fails at once instead of rendering empty."""
+        """Reaching for an unsafe attribute fails at once instead of rendering empty; ``*``,
+        ``**`` and ``+``, one C call each however large the result, are sized first."""
+
+        intercepted_binops = frozenset({"*", "**", "+"})
 
         def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
             raise SecurityError(f"access to attribute {attribute!r} of "
                                 f"{type(obj).__name__!r} object is unsafe")
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            _check_binop(operator, left, right)
+            return super().call_binop(context, operator, left, right)
 
     env = _StrictSandbox(trim_blocks=True, lstrip_blocks=True,
                          extensions=[jinja2.ext.loopcontrols])
@@ -128,6 +171,34 @@ def _jinja_environment() -> Any:
     env.globals["strftime_now"] = _strftime_now
     env.filters["tojson"] = _tojson
     return env
+
+
+def _check_binop(operator: str, left: Any, right: Any) -> None:
+    """Refuse a binary operation whose result would pass the render's output budget (strings,
+    lists) or MAX_INT_BITS (integers), before Python computes it."""
+    limit = gotemplate.MAX_OUTPUT_LENGTH
+    sized = (str, list, tuple)
+    if operator == "+" and isinstance(left, sized) and isinstance(right, sized):
+        if len(left) + len(right) > limit:
+            raise _OverBudget(f"a '+' would make more than {limit} items")
+        return
+    counts = [v for v in (left, right) if isinstance(v, int)]
+    if len(counts) != 2:
+        if operator == "*" and counts and any(isinstance(v, sized) for v in (left, right)):
+            seq = left if isinstance(left, sized) else right
+            if len(seq) * counts[0] > limit:
+                raise _OverBudget(f"a '*' would make more than {limit} items")
+        return
+    bits = [abs(v).bit_length() for v in counts]
+    if operator == "*":
+        size = bits[0] + bits[1]
+    elif operator == "**":
+        size = bits[0] * max(0, right) if bits[0] > 1 else 0
+    else:
+        return
+    if size > MAX_INT_BITS:
+        raise _OverBudget(f"a '{operator}' would make an integer of more than {MAX_INT_BITS} "
+                          "bits")
 
 
 def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None,
@@ -143,26 +214,62 @@ def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None,
 def _compile_jinja(source: str) -> Any:
     import jinja2
 
+    if len(source) > gotemplate.MAX_TEMPLATE_LENGTH:  # compiling is not traced: bound it here
+        raise TemplateError(f"chat template of {len(source)} characters is over the limit of "
+                            f"{gotemplate.MAX_TEMPLATE_LENGTH}")
     try:
         return _jinja_environment().from_string(source)
     except jinja2.TemplateError as exc:
         raise TemplateError(f"invalid chat template: {exc}") from exc
 
 
-def _render_jinja(source: str, context: dict[str, Any], sentinels: _Sentinels) -> str:
+def _budgeted(chunks: Any, deadline: float) -> str:
+    """Join a Jinja render's output while counting the Python lines it runs (a tracer on this
+    thread, the previous one restored after) and the characters it writes."""
+    steps = 0
+    size = 0
+
+    def trace(frame: FrameType, event: str, arg: Any) -> Any:
+        nonlocal steps
+        steps += 1
+        if steps > MAX_JINJA_STEPS:
+            raise _OverBudget(f"more than {MAX_JINJA_STEPS} steps (the limit of one render)")
+        if steps % 1024 == 0 and time.monotonic() > deadline:
+            raise _OverBudget(f"took longer than {RENDER_TIMEOUT_S:g} s")
+        return trace
+
+    out: list[str] = []
+    previous = sys.gettrace()
+    sys.settrace(trace)
+    try:
+        for chunk in chunks:
+            size += len(chunk)
+            if size > gotemplate.MAX_OUTPUT_LENGTH:
+                raise _OverBudget(f"output too large (more than {gotemplate.MAX_OUTPUT_LENGTH} "
+                                  "characters)")
+            out.append(chunk)
+    finally:
+        sys.settrace(previous)
+    return "".join(out)
+
+
+def _render_jinja(source: str, context: dict[str, Any], sentinels: _Sentinels,
+                  deadline: float) -> str:
     import jinja2
     from jinja2.exceptions import SecurityError
 
     template = _compile_jinja(source)
     token = _CURRENT_SENTINELS.set(sentinels)
     try:
-        return str(template.render(**context))
+        return _budgeted(template.generate(**context), deadline)
+    except _OverBudget as exc:
+        raise TemplateError(f"chat template stopped: {exc}") from None
     except SecurityError as exc:
         raise TemplateError(f"chat template refused by the sandbox: {exc}") from exc
     except TemplateError:
         raise
     except (jinja2.TemplateError, TypeError, ValueError, AttributeError, KeyError,
-            IndexError, RecursionError) as exc:
+            IndexError, RecursionError, ArithmeticError) as exc:
         raise TemplateError(f"chat template failed: {exc}") from exc
     finally:
         _CURRENT_SENTINELS.reset(token)
@@ -172,14 +279,14 @@ def _render_jinja(source: str, context: dict[str, Any], sentinels: _Sentinels) -
 
 
 def _render_go(source: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
-               sentinels: _Sentinels) -> str:
+               sentinels: _Sentinels, deadline: float) -> str:
     template = gotemplate.parse(source)
     hook: Callable[[str], str] = sentinels.wrap
     if template.uses_messages:
         system = "\n\n".join(m["content"] for m in messages if m.get("role") == "system")
         values = {"System": system, "Messages": messages, "Tools": tools or [],
                   "Prompt": "", "Response": "", "Suffix": ""}
-        return template.render(values, json_hook=hook)
+        return template.render(values, json_hook=hook, deadline=deadline)
     # Ollama's legacy loop: one execution per (system, prompt, response) turn; the last one is
     # cut at {{ .Response }} so the model writes the answer.
     out: list[str] = []
@@ -189,19 +296,21 @@ def _render_go(source: str, messages: list[dict[str, Any]], tools: list[dict[str
         if role == "system":
             if prompt or response:
                 out.append(template.render({"System": system, "Prompt": prompt,
-                                            "Response": response}, json_hook=hook))
+                                            "Response": response}, json_hook=hook,
+                                           deadline=deadline))
                 system = prompt = response = ""
             system = content
         elif role == "user":
             if response:
                 out.append(template.render({"System": system, "Prompt": prompt,
-                                            "Response": response}, json_hook=hook))
+                                            "Response": response}, json_hook=hook,
+                                           deadline=deadline))
                 system = prompt = response = ""
             prompt = content
         elif role == "assistant":
             response = content
     out.append(template.render({"System": system, "Prompt": prompt, "Response": response},
-                               cut_at_response=True, json_hook=hook))
+                               cut_at_response=True, json_hook=hook, deadline=deadline))
     return "".join(out)
 
 
@@ -243,51 +352,80 @@ def _with_model_messages(model: LocalModel, messages: list[dict[str, Any]],
     return combined
 
 
-def _render(model: LocalModel, messages: list[dict[str, Any]], *,
-            tools: list[dict[str, Any]] | None, template_override: str | None) -> Prompt:
+def _render(source: TemplateSource, messages: list[dict[str, Any]], *,
+            tools: list[dict[str, Any]] | None, template_override: str | None,
+            warnings: list[str]) -> Prompt:
+    deadline = time.monotonic() + RENDER_TIMEOUT_S
     sentinels = _Sentinels()
     prepared = _prepare(messages, sentinels)
-    go_source = template_override if template_override is not None else model.template
+    go_source = template_override if template_override is not None else source.template
     rendered: str | None = None
     if go_source and "{%" in go_source:
-        rendered = _render_jinja(go_source, _jinja_context(model, prepared, tools), sentinels)
+        rendered = _render_jinja(go_source, _jinja_context(source, prepared, tools), sentinels,
+                                 deadline)
     elif go_source:
         try:
-            rendered = _render_go(go_source, prepared, tools, sentinels)
+            rendered = _render_go(go_source, prepared, tools, sentinels, deadline)
         except gotemplate.TemplateSyntaxError as exc:
-            if template_override is not None or not model.chat_template:
+            if template_override is not None or not source.chat_template:
                 raise TemplateError(str(exc)) from exc
-            log.warning("%s: TEMPLATE not in the supported Go subset (%s); using the GGUF chat "
-                        "template", model.name.display, exc)
+            warnings.append(f"{source.name}: TEMPLATE not in the supported Go subset ({exc}); "
+                            "using the GGUF chat template")
         except gotemplate.TemplateExecError as exc:
             raise TemplateError(str(exc)) from exc
-    if rendered is None and model.chat_template:
-        rendered = _render_jinja(model.chat_template, _jinja_context(model, prepared, tools),
-                                 sentinels)
+    if rendered is None and source.chat_template:
+        rendered = _render_jinja(source.chat_template, _jinja_context(source, prepared, tools),
+                                 sentinels, deadline)
     if rendered is None:
-        fallback = family_template(model.details.family) or DEFAULT_GO_TEMPLATE
+        fallback = family_template(source.family) or DEFAULT_GO_TEMPLATE
         try:
-            rendered = _render_go(fallback, prepared, tools, sentinels)
+            rendered = _render_go(fallback, prepared, tools, sentinels, deadline)
         except (gotemplate.TemplateSyntaxError, gotemplate.TemplateExecError) as exc:
             raise TemplateError(str(exc)) from exc
-    bos = model.bos_token
-    if bos and model.add_bos and rendered.startswith(bos):
+    bos = source.bos_token
+    if bos and source.add_bos and rendered.startswith(bos):
         rendered = rendered[len(bos):]
     return sentinels.split(rendered)
 
 
-def _jinja_context(model: LocalModel, messages: list[dict[str, Any]],
+def _jinja_context(source: TemplateSource, messages: list[dict[str, Any]],
                    tools: list[dict[str, Any]] | None) -> dict[str, Any]:
     last_role = messages[-1]["role"] if messages else "user"
     context: dict[str, Any] = {
         "messages": messages,
         "add_generation_prompt": last_role != "assistant",
-        "bos_token": model.bos_token or "",
-        "eos_token": model.eos_token or "",
+        "bos_token": source.bos_token or "",
+        "eos_token": source.eos_token or "",
     }
     if tools:
         context["tools"] = tools
     return context
+
+
+def render_job(job: Mapping[str, Any]) -> tuple[Prompt, list[str]]:
+    """The template worker's side of a render: the prompt, and warnings for the server's log.
+
+    Raises:
+        TemplateError: see :func:`render_chat`.
+    """
+    warnings: list[str] = []
+    prompt = _render(TemplateSource(**job["source"]), list(job["messages"]),
+                     tools=job.get("tools"), template_override=job.get("template"),
+                     warnings=warnings)
+    return prompt, warnings
+
+
+def _render_in_worker(model: LocalModel, messages: list[dict[str, Any]], *,
+                      tools: list[dict[str, Any]] | None, template_override: str | None
+                      ) -> Prompt:
+    from ollamactl.runtime import template_worker
+
+    reply = template_worker.render({
+        "source": asdict(TemplateSource.of(model)), "messages": messages, "tools": tools,
+        "template": template_override})
+    for warning in reply.get("warnings", ()):
+        log.warning("%s", warning)
+    return Prompt(tuple((str(text), bool(special)) for text, special in reply["segments"]))
 
 
 def render_chat(model: LocalModel, messages: list[dict[str, Any]], *,
@@ -297,11 +435,12 @@ def render_chat(model: LocalModel, messages: list[dict[str, Any]], *,
     SYSTEM (or ``system_override``) goes first unless the first message is a system one.
 
     Raises:
-        TemplateError: the template does not parse, fails, or tries to escape the sandbox.
+        TemplateError: the template does not parse, fails, tries to escape the sandbox, or
+            passes its time, step, output or memory budget.
     """
     system = system_override if system_override is not None else model.system
     combined = _with_model_messages(model, messages, system)
-    return _render(model, combined, tools=tools, template_override=template_override)
+    return _render_in_worker(model, combined, tools=tools, template_override=template_override)
 
 
 def render_generate(model: LocalModel, prompt: str, *, system: str | None = None,
@@ -324,4 +463,4 @@ def render_generate(model: LocalModel, prompt: str, *, system: str | None = None
     if include_model_messages:
         messages.extend(dict(m) for m in model.messages)
     messages.append({"role": "user", "content": prompt})
-    return _render(model, messages, tools=None, template_override=template)
+    return _render_in_worker(model, messages, tools=None, template_override=template)

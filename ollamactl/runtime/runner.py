@@ -51,7 +51,9 @@ class RunnerConfig:
     embedding: bool = False      # an embedding context (mean pooling); serves "embed" only
 
     def to_argv(self) -> list[str]:
-        return [sys.executable, "-m", "ollamactl.runtime.runner", json.dumps(self.__dict__)]
+        # -I: never import from the server's working directory or PYTHON* variables
+        return [sys.executable, "-I", "-m", "ollamactl.runtime.runner",
+                json.dumps(self.__dict__)]
 
 
 def physical_cores() -> int:
@@ -70,7 +72,9 @@ class InputTooLong(ValueError):
 def error_frame(seq_id: int, exc: Exception) -> dict[str, Any]:
     """The ``err`` frame for a sequence that failed; status 400 when the request itself
     cannot be served as asked (the server answers it as Ollama does)."""
-    if isinstance(exc, InputTooLong):
+    from ollamactl.runtime.grammar import GrammarError
+
+    if isinstance(exc, InputTooLong | GrammarError):
         return {"t": "err", "id": seq_id, "msg": str(exc), "status": 400}
     return {"t": "err", "id": seq_id, "msg": f"{type(exc).__name__}: {exc}"}
 

@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -60,6 +61,13 @@ _DIGEST_RE = re.compile(r"^sha256[:-]([0-9a-fA-F]{64})$")
 _BLOB_NAME_RE = re.compile(r"^sha256-[0-9a-f]{64}$")
 _TEMP_PREFIX = ".tmp-"
 PARTIAL_SUFFIX = "-partial"  # registry downloads in progress: blobs/sha256-<hex>-partial
+# A blob write never leaves less free than 5% of the disk, at most 1 GiB: the OS, the journal
+# and the server's own log need room, and a full disk fails them all. Checked before a write of
+# known size and, while writing, every SPACE_CHECK_BYTES or quarter of the margin if smaller
+# (four uploads at once then overshoot by at most the margin).
+FREE_SPACE_MARGIN_BYTES = 1 << 30
+FREE_SPACE_MARGIN_SHARE = 20  # 1/20 of the disk
+SPACE_CHECK_BYTES = 64 << 20
 
 
 class InvalidDigest(ModelError):
@@ -89,6 +97,19 @@ class ModelNotFound(ModelError):
         super().__init__(f"model '{name}' not found",
                          hint="`ollamactl list` shows the local models; "
                               "`ollamactl pull NAME` fetches one")
+
+
+class InsufficientSpace(ModelError):
+    """A blob would leave less than the margin (see FREE_SPACE_MARGIN_BYTES) free on the disk."""
+
+    def __init__(self, needed: int, free: int, margin: int) -> None:
+        wanted = f"this blob needs {_size(needed)} more and " if needed else ""
+        super().__init__(f"not enough disk space: {wanted}{_size(margin)} must stay free "
+                         f"({_size(free)} free)")
+
+
+def _size(size: int) -> str:
+    return f"{size / (1 << 30):.2f} GiB" if size >= 1 << 30 else f"{size >> 20} MiB"
 
 
 class BlobNotFound(ModelError):
@@ -299,22 +320,30 @@ class Store:
         once its sha256 is known (and equals ``expected_digest`` when given). Returns the digest.
 
         When ``expected_digest`` is already stored, returns at once without reading ``chunks``.
+        ``total`` (the size, when known) is checked against free space before anything is
+        read; free space is checked again as the bytes arrive.
 
         Raises:
             InvalidDigest: ``expected_digest`` is malformed (nothing is read or written).
             DigestMismatch: the bytes hash to something else; nothing is left behind.
+            InsufficientSpace: the blob would leave less than the margin free.
             ModelError: the disk refused the write (full, read-only...).
         """
         expected = validate_digest(expected_digest) if expected_digest is not None else None
         if expected is not None and self.has_blob(expected):
             return expected
         self._make_dirs(self.blobs_dir)
+        interval = min(SPACE_CHECK_BYTES, self._check_space(total or 0) // 4)
         temp = self.blobs_dir / f"{_TEMP_PREFIX}{secrets.token_hex(8)}"
         hasher = hashlib.sha256()
-        completed = 0
+        completed = unchecked = 0
         try:
             with temp.open("xb") as out:
                 for chunk in chunks:
+                    unchecked += len(chunk)
+                    if unchecked >= interval:  # before writing: a chunk may be large itself
+                        unchecked = 0
+                        self._check_space(max(len(chunk), (total or 0) - completed))
                     out.write(chunk)
                     hasher.update(chunk)
                     completed += len(chunk)
@@ -334,6 +363,15 @@ class Store:
         finally:
             with contextlib.suppress(OSError):
                 temp.unlink()
+
+    def _check_space(self, needed: int) -> int:
+        """The margin of free space to keep; raises InsufficientSpace unless ``needed`` more
+        bytes leave it free."""
+        usage = shutil.disk_usage(self.blobs_dir)
+        margin = min(FREE_SPACE_MARGIN_BYTES, usage.total // FREE_SPACE_MARGIN_SHARE)
+        if usage.free - needed < margin:
+            raise InsufficientSpace(needed, usage.free, margin)
+        return margin
 
     def write_bytes_blob(self, data: bytes) -> str:
         """Store a small in-memory blob (config, template, params) and return its digest."""

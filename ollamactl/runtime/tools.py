@@ -88,8 +88,14 @@ def new_call_id() -> str:
 def _check_schema(schema: Any, where: str) -> dict[str, Any]:
     from jsonschema import exceptions, validators
 
+    from ollamactl.runtime.grammar import SchemaLimit, check_schema_limits
+
     if not isinstance(schema, dict):
         raise InvalidTools(f"{where} must be a JSON Schema object")
+    try:
+        check_schema_limits(schema, where)  # its grammar is built from it: bounded first
+    except SchemaLimit as exc:
+        raise InvalidTools(str(exc)) from None
     try:
         validators.validator_for(schema).check_schema(schema)
     except exceptions.SchemaError as exc:
@@ -104,7 +110,7 @@ def parse_tools(raw: Sequence[Any] | None) -> list[Tool]:
 
     Raises:
         InvalidTools: a tool that is not a function, has no name, or whose ``parameters``
-            are not a JSON Schema for an object.
+            are not a JSON Schema for an object, or one past the grammar's schema limits.
     """
     tools: list[Tool] = []
     for position, item in enumerate(raw or ()):
