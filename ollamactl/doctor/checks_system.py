@@ -7,6 +7,7 @@ import re
 from ollamactl.doctor.finding import Finding, Fix, fail, ok, skip, warn
 from ollamactl.doctor.probe import Probe
 from ollamactl.doctor.registry import check
+from ollamactl.errors import OllamactlError
 
 GIB = 1024**3
 
@@ -140,19 +141,12 @@ def container_gpu(p: Probe) -> Finding:
 def cpu_runtime(p: Probe) -> Finding:
     """C53: the runtime's CPU library for this CPU (portable build, OLLAMA_LLM_LIBRARY, the
     self-test on this machine and build), asked of the interpreter the service runs."""
-    import json
+    from ollamactl.install.runtime import runtime_report, service_python
 
-    from ollamactl.install.runtime import service_python
-
-    result = p.run(service_python(p.ctx), "-I", "-m", "ollamactl.runtime.builds.serving",
-                   "--library", p.setting("OLLAMA_LLM_LIBRARY"),
-                   why="describe the runtime's CPU libraries", timeout_s=30)
     try:
-        data = json.loads(result.stdout) if result is not None and result.ok else None
-    except ValueError:
-        data = None
-    if not isinstance(data, dict):
-        return skip("the runtime's interpreter could not describe itself")
+        data = runtime_report(p.ctx, service_python(p.ctx), p.setting("OLLAMA_LLM_LIBRARY"))
+    except OllamactlError as exc:
+        return skip(exc.message)
     if not data.get("library_dir"):
         return fail("llama-cpp-python is not installed in the runtime",
                     fix=Fix("set the runtime up", (("bash", "scripts/setup.sh"),)))

@@ -220,10 +220,11 @@ def _is_native(path: Path) -> bool:
         and not path.is_symlink()
 
 
-def is_current(ctx: Context) -> bool:
-    """True when the runtime under /opt/ollamactl was built from this very environment."""
+def is_current(ctx: Context, wanted: str | None = None) -> bool:
+    """True when the runtime under /opt/ollamactl was built from this very environment
+    (``wanted``: its :func:`fingerprint`, when the caller has it already)."""
     try:
-        return ctx.path(STAMP).read_text().strip() == fingerprint()
+        return ctx.path(STAMP).read_text().strip() == (wanted or fingerprint())
     except FileNotFoundError:
         return False
 
@@ -233,7 +234,8 @@ def build(ctx: Context) -> Runtime:
     runtime = built_runtime()
     venv = ctx.path(runtime.prefix)
     base = system_interpreter()
-    if is_current(ctx):
+    wanted = fingerprint()     # hashes every native library: once per build
+    if is_current(ctx, wanted):
         return runtime
     if venv.exists():
         ctx.runner.remove(venv, recursive=True, why="replace the previous runtime")
@@ -264,7 +266,7 @@ def build(ctx: Context) -> Runtime:
                 path.chmod(0o755)
     except OSError as exc:
         raise OllamactlError(f"cannot build the runtime in {venv}: {exc}") from exc
-    ctx.runner.write_file(ctx.path(STAMP), fingerprint() + "\n", backup=False,
+    ctx.runner.write_file(ctx.path(STAMP), wanted + "\n", backup=False,
                           why="what the runtime was built from")
     return runtime
 

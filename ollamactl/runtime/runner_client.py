@@ -13,11 +13,11 @@ import contextlib
 import itertools
 import logging
 import os
-import signal
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ollamactl.runtime.builds.selftest import signal_name
 from ollamactl.runtime.builds.serving import CpuLibraries, server_libraries
 from ollamactl.runtime.builds.variants import Choice, VariantError
 from ollamactl.runtime.ipc import HEADER, ProtocolError, decode_payload, encode_frame, frame_length
@@ -58,16 +58,6 @@ class ReadyInfo:
     n_ctx_train: int
     gpu_offload: bool
     load_ns: int
-
-
-def signal_name(returncode: int | None) -> str:
-    """``SIGILL`` for a process killed by signal 4; "" for one that exited."""
-    if returncode is None or returncode >= 0:
-        return ""
-    try:
-        return signal.Signals(-returncode).name
-    except ValueError:
-        return f"signal {-returncode}"
 
 
 def describe_exit(returncode: int | None) -> str:
@@ -123,7 +113,7 @@ class RunnerProcess:
         """
         loop = asyncio.get_running_loop()
         self.ready = loop.create_future()
-        libraries = self.libraries or server_libraries()
+        libraries = self.libraries = self.libraries or server_libraries()
         try:
             self.library = libraries.choose()
         except VariantError as exc:
@@ -171,10 +161,11 @@ class RunnerProcess:
             log.debug("runner pid=%s stream ended: %s", self.pid, exc)
         returncode = await self.proc.wait()
         self.death = f"llama runner process has terminated: {describe_exit(returncode)}"
-        if name := signal_name(returncode):
-            libraries = self.libraries or server_libraries()
-            if meaning := libraries.explain_death(self.library, name):
-                self.death += f" ({meaning})"
+        name = signal_name(returncode)
+        meaning = self.libraries.explain_death(self.library, name) \
+            if name and self.libraries is not None else ""
+        if meaning:
+            self.death += f" ({meaning})"
         if returncode != 0:
             log.warning("runner pid=%s %s", self.pid, self.death)
         if self.ready and not self.ready.done():

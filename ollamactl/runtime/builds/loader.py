@@ -22,13 +22,7 @@ def _ggml() -> Any:
     lib = bindings._lib
     lib.ggml_backend_load.restype = ctypes.c_void_p
     lib.ggml_backend_load.argtypes = [ctypes.c_char_p]
-    lib.ggml_backend_reg_count.restype = ctypes.c_size_t
-    lib.ggml_backend_reg_count.argtypes = []
     return lib
-
-
-def backend_count() -> int:
-    return int(_ggml().ggml_backend_reg_count())
 
 
 def load_cpu_library(path: str | None = None) -> str:

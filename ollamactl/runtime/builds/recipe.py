@@ -176,9 +176,9 @@ def add_to_wheel(wheel: Path, name: str, data: bytes) -> None:
     rebuilt.replace(wheel)
 
 
-def ensure(*, python: str = sys.executable) -> Path:
-    """Install the runtime this machine's recipe describes into ``python``'s environment,
-    building the wheel first unless the cache holds it. Returns the wheel."""
+def ensure() -> Path:
+    """Install the runtime this machine's recipe describes into this interpreter's
+    environment, building the wheel first unless the cache holds it. Returns the wheel."""
     cpu = cpu_variants.detect()
     recipe = recipe_for(cpu)
     current = installed_record()
@@ -196,7 +196,7 @@ def ensure(*, python: str = sys.executable) -> Path:
         wheels = [cached / wheel.name]
         print(f">>> built in {time.monotonic() - started:.0f}s, kept in {cached}", flush=True)
     if current is None or current.get("key") != recipe.key:
-        _run([python, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall",
+        _run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall",
               "--no-cache-dir", str(wheels[-1])])
     return wheels[-1]
 

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,7 +64,12 @@ class Results:
     outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def verdicts(self) -> dict[str, bool]:
-        return {tag: bool(o.get("ok")) for tag, o in self.outcomes.items()}
+        return verdicts(self.outcomes)
+
+
+def verdicts(outcomes: Mapping[str, Mapping[str, Any]]) -> dict[str, bool]:
+    """Passed or failed, by variant tag."""
+    return {tag: bool(outcome.get("ok")) for tag, outcome in outcomes.items()}
 
 
 def load_results(lib_dir: Path, cpu: cpu_variants.CpuInfo,
@@ -179,8 +184,7 @@ def run_variant(library: str, model_path: str, *,
     except subprocess.TimeoutExpired:
         return {"ok": False, "detail": f"no answer within {CHILD_TIMEOUT_S:.0f}s"}
     outcome: dict[str, Any] = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    if proc.returncode < 0:
-        name = _signal_name(-proc.returncode)
+    if name := signal_name(proc.returncode):
         outcome.update(ok=False, signal=name, detail=f"crashed: {name} "
                        f"({SIGNAL_MEANINGS.get(name, 'killed by a signal')})")
         return outcome
@@ -195,11 +199,14 @@ def run_variant(library: str, model_path: str, *,
     return outcome
 
 
-def _signal_name(number: int) -> str:
+def signal_name(returncode: int | None) -> str:
+    """``SIGILL`` for a process killed by signal 4; "" for one that exited (or runs)."""
+    if returncode is None or returncode >= 0:
+        return ""
     try:
-        return signal.Signals(number).name
+        return signal.Signals(-returncode).name
     except ValueError:
-        return f"signal {number}"
+        return f"signal {-returncode}"
 
 
 @dataclass
@@ -264,9 +271,9 @@ def ensure(*, force: bool = False, only: str | None = None, prefix: str | None =
                 else f" (recorded {outcome.get('at', '')} for this build and CPU)"
             lines.append(f"CPU runtime: {name} passed the self-test{took}")
             break
-        lines.append(f"CPU runtime: {name} failed the self-test ({outcome.get('detail')}); "
-                     "trying the next safer variant" if tag != candidates[-1][0] else
-                     f"CPU runtime: {name} failed the self-test ({outcome.get('detail')})")
+        line = f"CPU runtime: {name} failed the self-test ({outcome.get('detail')})"
+        lines.append(line if tag == candidates[-1][0] else
+                     f"{line}; trying the next safer variant")
     return Report(serving, lines, ok=serving is not None)
 
 

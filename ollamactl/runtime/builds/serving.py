@@ -15,6 +15,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ollamactl.runtime.builds import recipe, selftest
 from ollamactl.runtime.builds import variants as cpu_variants
@@ -30,19 +31,24 @@ class CpuLibraries:
 
     cpu: cpu_variants.CpuInfo
     present: dict[str, Path]
-    verdicts: dict[str, bool]
+    outcomes: dict[str, dict[str, Any]]   # self-test outcomes on this CPU and build, by tag
     requested: str = ""
     avoided: set[str] = field(default_factory=set)
+    lib_dir: Path | None = None
 
     @classmethod
     def discover(cls, requested: str | None = None) -> CpuLibraries:
         cpu = cpu_variants.detect()
         lib_dir = recipe.library_dir()
         present = cpu_variants.available(lib_dir, cpu.arch) if lib_dir else {}
-        verdicts = selftest.load_results(lib_dir, cpu).verdicts() if lib_dir else {}
+        outcomes = selftest.load_results(lib_dir, cpu).outcomes if lib_dir else {}
         if requested is None:
             requested = os.environ.get("OLLAMA_LLM_LIBRARY", "")
-        return cls(cpu, present, verdicts, requested.strip())
+        return cls(cpu, present, outcomes, requested.strip(), lib_dir=lib_dir)
+
+    @property
+    def verdicts(self) -> dict[str, bool]:
+        return selftest.verdicts(self.outcomes)
 
     def choose(self) -> cpu_variants.Choice:
         """Raises VariantError when nothing here can serve as asked."""
@@ -104,8 +110,7 @@ def server_libraries() -> CpuLibraries:
 def describe(requested: str | None = None) -> dict[str, object]:
     """This runtime as doctor and ``ollamactl runtime show`` report it (JSON-ready)."""
     libraries = CpuLibraries.discover(requested)
-    lib_dir = recipe.library_dir()
-    results = selftest.load_results(lib_dir, libraries.cpu) if lib_dir else None
+    lib_dir, outcomes = libraries.lib_dir, libraries.outcomes
     state: dict[str, object] = {
         "prefix": sys.prefix, "library_dir": str(lib_dir) if lib_dir else None,
         "build": recipe.installed_record(lib_dir) if lib_dir else None,
@@ -115,9 +120,9 @@ def describe(requested: str | None = None) -> dict[str, object]:
             {"name": v.name, "tag": v.tag, "present": v.tag in libraries.present,
              "runs_here": libraries.cpu.runs(v), "missing": libraries.cpu.missing(v),
              "needs_probe": v.needs_probe, "instruction_set": v.instruction_set,
-             "selftest": results.outcomes.get(v.tag) if results else None}
+             "selftest": outcomes.get(v.tag)}
             for v in cpu_variants.for_arch(libraries.cpu.arch) if v.tag in libraries.present],
-        "builtin_selftest": results.outcomes.get(selftest.BUILTIN) if results else None,
+        "builtin_selftest": outcomes.get(selftest.BUILTIN),
         "requested": libraries.requested,
     }
     try:
