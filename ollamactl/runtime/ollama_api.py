@@ -460,17 +460,25 @@ async def _compiled(spec: dict[str, Any] | None) -> dict[str, Any] | None:
             from None
 
 
+def _limiter(request: Request, name: str, size: int) -> anyio.CapacityLimiter:
+    """The app's own thread limiter ``name`` (made on first use): work that waits (for a
+    template worker, for an upload's bytes) must not hold the pool /api/tags needs."""
+    limiter = getattr(request.app.state, name, None)
+    if limiter is None:
+        limiter = anyio.CapacityLimiter(size)
+        setattr(request.app.state, name, limiter)
+    return limiter
+
+
 async def _rendered(request: Request, render: Callable[[], Prompt]) -> Prompt:
     """A prompt from ``render``, run in a thread of its own limiter: a render waits for one of
     the template workers, and waiting requests must not hold the thread pool that /api/tags
     and the store need."""
     from ollamactl.runtime.template_worker import WORKERS
 
-    limiter = getattr(request.app.state, "render_limiter", None)
-    if limiter is None:
-        limiter = request.app.state.render_limiter = anyio.CapacityLimiter(WORKERS)
     try:
-        return await anyio.to_thread.run_sync(render, limiter=limiter)
+        return await anyio.to_thread.run_sync(
+            render, limiter=_limiter(request, "render_limiter", WORKERS))
     except OllamactlError as exc:
         raise ApiError(400, str(exc)) from None
 
@@ -638,10 +646,7 @@ async def post_blob(request: Request, digest: str) -> Response:
 
     # Each upload holds a worker thread while it waits for the network: a limiter of its own
     # keeps stalled uploads from taking every thread that /api/tags or /api/show need.
-    limiter = getattr(request.app.state, "blob_upload_limiter", None)
-    if limiter is None:
-        limiter = request.app.state.blob_upload_limiter = anyio.CapacityLimiter(
-            BLOB_UPLOADS_AT_ONCE)
+    limiter = _limiter(request, "blob_upload_limiter", BLOB_UPLOADS_AT_ONCE)
     try:
         await anyio.to_thread.run_sync(
             lambda: store.write_blob(pull_chunks(), expected, total=declared), limiter=limiter)
