@@ -25,7 +25,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ollamactl.runtime.runner import physical_cores  # noqa: E402
+from ollamactl.runtime.runner.config import physical_cores  # noqa: E402
 from tests.integration.server_process import (  # noqa: E402
     SMOLLM2,
     make_store,

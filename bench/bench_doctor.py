@@ -23,7 +23,8 @@ BIN = Path(sys.executable).parent
 
 def per_check_ms() -> list[tuple[float, str, str]]:
     from ollamactl.context import Context
-    from ollamactl.doctor import Probe, all_checks, run_checks
+    from ollamactl.doctor.probe import Probe
+    from ollamactl.doctor.suite import all_checks, run_checks
     from ollamactl.host import detect
     from ollamactl.system import SystemRunner
 

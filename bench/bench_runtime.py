@@ -48,7 +48,7 @@ def worker(library: str, model: str, threads: int, tag: str) -> dict[str, float]
     from ollamactl.runtime.builds.loader import load_cpu_library
 
     load_cpu_library(library)
-    from ollamactl.runtime.batch import BatchEngine, Sampling, SequenceRequest
+    from ollamactl.runtime.runner.batch import BatchEngine, Sampling, SequenceRequest
 
     engine = BatchEngine(model, n_ctx=2048, n_parallel=4, n_batch=512, n_threads=threads)
 
@@ -137,7 +137,7 @@ def main() -> int:
         return 0
 
     from ollamactl.runtime.builds.serving import CpuLibraries
-    from ollamactl.runtime.runner import physical_cores
+    from ollamactl.runtime.runner.config import physical_cores
     from tests.integration.server_process import smollm2_gguf
 
     args.threads = args.threads or physical_cores()

@@ -14,7 +14,10 @@ bug and keeps its traceback.
     ├── ServiceError          exit 1   the service manager refused or the service failed
     ├── GpuError              exit 1   GPU library or driver failure
     ├── ServerUnreachable     exit 1   no server answers at OLLAMA_HOST
+    ├── ApiRequestFailed      exit 1   the server answered with an error status
+    │   └── Unauthorized      exit 1   401: the server or a front before it wants a token
     ├── ModelError            exit 1   model store / model file problem
+    │   └── ModelMissing      exit 1   the server does not have the model (404)
     └── UnsupportedPlatform   exit 1   this OS / init system is not supported for the action
 
 Exit codes: 0 success, 1 error, 2 usage, 3 ``doctor`` found a failing check, 130 interrupted.
@@ -123,6 +126,7 @@ class ServerUnreachable(OllamactlError):
 
     def __init__(self, url: str, reason: str = "connection refused") -> None:
         self.url = url
+        self.reason = reason
         super().__init__(
             f"could not connect to ollama server at {url} ({reason})",
             hint="start it with `ollamactl serve` (foreground) or `ollamactl start` "
@@ -130,8 +134,30 @@ class ServerUnreachable(OllamactlError):
         )
 
 
+class ApiRequestFailed(OllamactlError):
+    """The server answered with an error status; keeps the status and the server's message."""
+
+    def __init__(self, status: int, message: str, *, hint: str | None = None) -> None:
+        self.status = status
+        super().__init__(message, hint=hint)
+
+
+class Unauthorized(ApiRequestFailed):
+    """401: the server, or a front before it (nginx with a token), refused the credentials."""
+
+    def __init__(self, url: str, message: str = "unauthorized") -> None:
+        self.url = url
+        super().__init__(401, f"{url} wants credentials ({message})",
+                         hint="a front before the server wants a bearer token "
+                         "(`ollamactl fleet status --token` sends one)")
+
+
 class ModelError(OllamactlError):
     """A model name, manifest, blob or model file is missing or invalid."""
+
+
+class ModelMissing(ModelError):
+    """The server does not have the model (404 "... not found")."""
 
 
 class UnsupportedPlatform(OllamactlError):

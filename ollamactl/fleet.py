@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ollamactl import settings
-from ollamactl.errors import UsageError
-from ollamactl.service.health import ServerVersion
+from ollamactl.client import Client
+from ollamactl.errors import ApiRequestFailed, ServerUnreachable, Unauthorized, UsageError
 
 UP, UNREACHABLE, UNAUTHORIZED, ERROR = "up", "unreachable", "unauthorized", "error"
 
@@ -66,43 +66,43 @@ def parse_hosts(values: Sequence[str]) -> list[settings.HostAddress]:
 
 def probe_host(address: settings.HostAddress, *, timeout_s: float,
                token: str | None = None) -> HostStatus:
-    """Ask one host for its health, version and loaded models."""
-    import requests
-
+    """Ask one host for its health, version and loaded models (directly: the client never
+    goes through HTTP_PROXY)."""
     url = address.client_url.rstrip("/")
     status = HostStatus(host=address.hostport, url=url, status=UNREACHABLE)
-    session = requests.Session()
-    session.trust_env = False  # fleet hosts are reached directly, never through HTTP_PROXY
-    if token:
-        session.headers["Authorization"] = f"Bearer {token}"
-    try:
+    with Client(url, connect_timeout_s=timeout_s, read_timeout_s=timeout_s,
+                token=token) as client:
         started = time.perf_counter()
-        health = session.get(url + "/", timeout=timeout_s)
+        try:
+            client.heartbeat()
+        except ServerUnreachable as exc:
+            status.error = exc.reason
+            return status
+        except ApiRequestFailed as exc:
+            status.latency_ms = round((time.perf_counter() - started) * 1000, 1)
+            return _refused(status, exc, f"GET / answered HTTP {exc.status}")
         status.latency_ms = round((time.perf_counter() - started) * 1000, 1)
-        if health.status_code == 401:
-            status.status, status.error = UNAUTHORIZED, "the front wants a token (--token)"
+        try:
+            version, ps = client.version(), client.ps()
+        except ServerUnreachable as exc:
+            status.error = exc.reason
             return status
-        if health.status_code != 200:
-            status.status, status.error = ERROR, f"GET / answered HTTP {health.status_code}"
-            return status
-        answer = ServerVersion.from_json(
-            session.get(url + "/api/version", timeout=timeout_s).json())
-        if answer is not None:
-            status.version, status.ollamactl = answer.api, answer.ollamactl
-        ps = session.get(url + "/api/ps", timeout=timeout_s).json()
-    except requests.ConnectionError as exc:
-        status.error = "connection refused" if "refused" in str(exc).lower() else "no answer"
-        return status
-    except requests.Timeout:
-        status.error = f"no answer within {timeout_s:g} s"
-        return status
-    except (requests.RequestException, ValueError, AttributeError) as exc:
-        status.status, status.error = ERROR, f"unexpected answer ({type(exc).__name__})"
-        return status
+        except ApiRequestFailed as exc:
+            return _refused(status, exc, f"unexpected answer ({exc})")
     status.status = UP
+    status.version, status.ollamactl = version.api, version.ollamactl
     status.models = [_loaded(m) for m in ps.get("models") or [] if isinstance(m, dict)]
     queue = ps.get("queue")
     status.queue = queue if isinstance(queue, dict) else None
+    return status
+
+
+def _refused(status: HostStatus, exc: ApiRequestFailed, error: str) -> HostStatus:
+    """The host answered, but not with what was asked: unauthorized (401), else error."""
+    if isinstance(exc, Unauthorized):
+        status.status, status.error = UNAUTHORIZED, "the front wants a token (--token)"
+    else:
+        status.status, status.error = ERROR, error
     return status
 
 

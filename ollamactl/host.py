@@ -11,7 +11,7 @@ import os
 import platform
 import sys
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath, PureWindowsPath
 
 LINUX, DARWIN, WINDOWS = "linux", "darwin", "windows"
 
@@ -41,6 +41,20 @@ class HostFacts:
     @property
     def has_systemd(self) -> bool:
         return self.init_system == "systemd"
+
+    @property
+    def service_has_own_account(self) -> bool:
+        """By default the service runs as a system account of its own (Linux: ``ollama``,
+        as Ollama's install.sh makes it), not as the login user (a macOS LaunchAgent, a
+        Windows logon task)."""
+        return self.os_name == LINUX
+
+    def user_home(self) -> PurePath:
+        """The login user's home in this OS's path syntax (Windows: ``%USERPROFILE%``, where
+        Ollama keeps ``.ollama``)."""
+        if self.os_name == WINDOWS:
+            return PureWindowsPath(os.environ.get("USERPROFILE", str(home_dir())))
+        return home_dir()
 
     def describe(self) -> str:
         parts = [self.distro_name or self.os_name, self.arch, f"init={self.init_system}"]

@@ -18,7 +18,6 @@ import difflib
 import ipaddress
 import logging
 import math
-import os
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
@@ -27,12 +26,12 @@ from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from ollamactl.errors import SettingError, UnknownSetting, UsageError
-from ollamactl.host import LINUX, WINDOWS, HostFacts
+from ollamactl.host import HostFacts
+from ollamactl.identity import SERVICE_HOME
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 11434
-SERVICE_HOME = "/usr/share/ollama"
 FOREVER = math.inf
 
 
@@ -218,22 +217,6 @@ def parse_timeout(value: str) -> float:
     """OLLAMA_LOAD_TIMEOUT: Go duration or bare seconds; zero or negative means no timeout."""
     seconds = parse_keep_alive(value)
     return FOREVER if seconds == 0 else seconds
-
-
-def format_duration(seconds: float) -> str:
-    """Go-style rendering as Ollama prints keep_alive: ``5m0s``, ``1h30m0s``, ``-1`` = forever."""
-    if math.isinf(seconds) or seconds < 0:
-        return "-1"
-    whole = int(seconds)
-    frac = seconds - whole
-    hours, rem = divmod(whole, 3600)
-    minutes, secs = divmod(rem, 60)
-    sec_text = f"{secs + frac:g}s"
-    if hours:
-        return f"{hours}h{minutes}m{sec_text}"
-    if minutes:
-        return f"{minutes}m{sec_text}"
-    return sec_text
 
 
 # -- scalar parsers -------------------------------------------------------------------------------
@@ -537,12 +520,11 @@ class Setting:
 
 
 def _models_default(host: HostFacts, service: bool) -> str:
-    if host.os_name == LINUX and service:
+    """Ollama's: under the service account's home where the service has one of its own, else
+    under the login user's home."""
+    if service and host.service_has_own_account:
         return f"{SERVICE_HOME}/.ollama/models"
-    if host.os_name == WINDOWS:
-        return str(PureWindowsPath(os.environ.get("USERPROFILE", str(Path.home())))
-                   / ".ollama" / "models")
-    return str(Path.home() / ".ollama" / "models")
+    return str(host.user_home() / ".ollama" / "models")
 
 
 _BOOL = "1, 0, true, false (t/f and TRUE/FALSE too)"

@@ -1,5 +1,6 @@
-"""Shared fixtures: staging roots, the recording runner, free loopback ports, cache resets;
-and the ``isolated`` marker, which runs a test in a forked child."""
+"""Shared fixtures: staging roots, the recording runner, free loopback ports, cache resets, the
+CLI as a user runs it, a watchdog around the real server; and the ``isolated`` marker, which runs
+a test in a forked child."""
 
 from __future__ import annotations
 
@@ -7,18 +8,23 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
+import requests
 from _pytest.reports import TestReport
 from _pytest.runner import runtestprotocol
 
 from ollamactl import host as hostmod
+from ollamactl.cli import main
 from ollamactl.context import Context
 from ollamactl.host import HostFacts
-from ollamactl.system import RecordingRunner
+from ollamactl.service.watchdog import WatchdogManager, WatchdogPaths
+from ollamactl.system import RecordingRunner, SystemRunner
 from tests.integration import server_process
 
 
@@ -57,6 +63,85 @@ def ctx(linux_host: HostFacts, recorder: RecordingRunner, staging_root: Path) ->
 @pytest.fixture
 def free_port() -> int:
     return server_process.free_port()
+
+
+class CliRun(NamedTuple):
+    """What a user of ``ollamactl ARGS`` sees: the exit code, stdout and stderr."""
+
+    code: int
+    out: str
+    err: str
+
+    @property
+    def output(self) -> str:
+        return self.out + self.err
+
+    @property
+    def error(self) -> str:
+        """The message of the error line (``ollamactl: error: MESSAGE``, a hint may follow)."""
+        text = self.err.removesuffix("\n")
+        if "\nhint: " in text:
+            text = text[:text.rindex("\nhint: ")]
+        return text.removeprefix("ollamactl: error: ")
+
+
+Cli = Callable[..., CliRun]
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
+    """Run ``ollamactl ARGS`` in this process through the console entry point, so expected
+    failures come back as the one line and exit code a user gets (not as exceptions)."""
+    def run(*argv: str) -> CliRun:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as info:
+            main(list(argv))
+        out, err = capsys.readouterr()
+        code = info.value.code
+        return CliRun(code if isinstance(code, int) else 0 if code is None else 1, out, err)
+    return run
+
+
+@dataclass(frozen=True)
+class Watched:
+    """A watchdog supervising the real ``ollamactl serve`` on a free loopback port."""
+
+    manager: WatchdogManager
+    url: str
+
+    def answers(self) -> bool:
+        try:
+            return requests.get(self.url + "/", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def wait_up(self, timeout_s: float) -> float:
+        """Seconds until ``GET /`` answered."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout_s:
+            if self.answers():
+                return time.monotonic() - start
+            time.sleep(0.05)
+        raise AssertionError(f"{self.url} did not answer within {timeout_s} s")
+
+
+@pytest.fixture
+def watchdog(tmp_path: Path, free_port: int, linux_host: HostFacts,
+             monkeypatch: pytest.MonkeyPatch) -> Iterator[Watched]:
+    """The watchdog in a tmp state dir (OLLAMACTL_STATE_DIR) on a host without systemd,
+    not started; stopped after the test whatever it did."""
+    paths = WatchdogPaths.in_dir(tmp_path / "state")
+    paths.state_dir.mkdir()
+    paths.env_file.write_text(f"OLLAMA_HOST=127.0.0.1:{free_port}\n"
+                              f"OLLAMA_MODELS={tmp_path / 'models'}\n")
+    monkeypatch.setenv("OLLAMACTL_STATE_DIR", str(paths.state_dir))
+    host = HostFacts(**{**linux_host.__dict__, "init_system": "none"})
+    manager = WatchdogManager(Context(host=host, runner=SystemRunner()), paths,
+                              [sys.executable, "-m", "ollamactl", "serve"], stop_timeout_s=5)
+    try:
+        yield Watched(manager, f"http://127.0.0.1:{free_port}")
+    finally:
+        manager.stop()
 
 
 @pytest.hookimpl(tryfirst=True)

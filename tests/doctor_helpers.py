@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ollamactl.context import Context
-from ollamactl.doctor import Finding, Probe, run_checks
+from ollamactl.doctor.finding import Finding
+from ollamactl.doctor.probe import Probe
+from ollamactl.doctor.suite import run_checks
 from ollamactl.gpu import Nvml
 from ollamactl.system import RecordingRunner
 from tests.gpu_fakes import FakeNvml
@@ -23,7 +25,7 @@ def make_probe(ctx: Context, recorder: RecordingRunner, *, port: int,
                nvml: FakeNvml | None = None, log: str = "") -> Probe:
     if ctx.host.has_systemd:
         unit = unit if unit is not None else {"LoadState": "not-found"}
-        recorder.on("systemctl", "show", "ollama",
+        recorder.on("systemctl", "show", "ollama.service",
                     stdout="".join(f"{k}={v}\n" for k, v in unit.items()))
     recorder.on("journalctl", stdout=log)
     env = {"OLLAMA_HOST": f"127.0.0.1:{port}", **(environ or {})}

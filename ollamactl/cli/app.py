@@ -6,15 +6,18 @@ from pathlib import Path
 
 import typer
 
+import ollamactl.cli.doctor as doctor_cmd
+import ollamactl.cli.env as env_cmds
+import ollamactl.cli.expose as expose_cmds
+import ollamactl.cli.fleet as fleet_cmds
+import ollamactl.cli.gpu as gpu_cmds
+import ollamactl.cli.models as model_cmds
+import ollamactl.cli.pending as pending
+import ollamactl.cli.run as run_cmd
+import ollamactl.cli.runtime as runtime_cmds
+import ollamactl.cli.serve as serve_cmd
+import ollamactl.cli.service_cmds as service_cmds
 from ollamactl import __version__
-from ollamactl.cli import doctor as doctor_cmd
-from ollamactl.cli import env as env_cmds
-from ollamactl.cli import expose as expose_cmds
-from ollamactl.cli import fleet as fleet_cmds
-from ollamactl.cli import gpu as gpu_cmds
-from ollamactl.cli import models as model_cmds
-from ollamactl.cli import pending, service_cmds
-from ollamactl.cli import runtime as runtime_cmds
 from ollamactl.cli.common import GlobalOptions, setup_logging
 
 app = typer.Typer(
@@ -57,6 +60,8 @@ app.add_typer(expose_cmds.app, name="expose")
 app.add_typer(fleet_cmds.app, name="fleet")
 app.add_typer(runtime_cmds.app, name="runtime")
 app.command("doctor")(doctor_cmd.doctor)
+app.command("serve")(serve_cmd.serve)
+app.command("run")(run_cmd.run)
 model_cmds.register(app)
 service_cmds.register(app)
 pending.register(app)

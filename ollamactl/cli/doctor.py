@@ -18,9 +18,11 @@ def doctor(
                                    help="Run only this check or area (repeatable)."),
 ) -> None:
     """Check the service, settings, storage, machine and GPUs; exit 3 when a check fails."""
-    from ollamactl.doctor import Probe, exit_code_for, run_checks, summarize
+    from ollamactl.doctor.finding import exit_code_for, summarize
     from ollamactl.doctor.fixes import apply_fixes, safe_fixes
+    from ollamactl.doctor.probe import Probe
     from ollamactl.doctor.render import render_findings, use_colour
+    from ollamactl.doctor.suite import run_checks
 
     context = make_context(ctx, as_json=as_json)
     env = environ()

@@ -10,11 +10,11 @@ from ollamactl import settings
 from ollamactl.cli.common import JsonOption, emit, environ, make_context
 from ollamactl.context import Context
 from ollamactl.errors import UnsupportedPlatform, UsageError
+from ollamactl.install import models_dir
 from ollamactl.output import Result, table
-from ollamactl.service import get_env_store, get_service_manager
-from ollamactl.service.base import ServiceManager
+from ollamactl.service.base import Platform
 from ollamactl.service.env import SOURCE_UNSET, EnvStore, resolve, resolve_all
-from ollamactl.service.systemd import DropInEnvStore, SystemdManager
+from ollamactl.service.platforms import for_host, get_env_store
 
 app = typer.Typer(help="Show and change the server's OLLAMA_* settings.", no_args_is_help=True)
 
@@ -52,15 +52,15 @@ def set_(ctx: typer.Context, name: str = typer.Argument(...), value: str = typer
     """Validate and persist a setting for the service, then restart it."""
     settings.lookup(name).validate(value)
     context = make_context(ctx)
-    store = _require_store(context)
+    platform = for_host(context)
+    store = _require_store(platform)
     store.check(name, value)
-    manager = get_service_manager(context)
     if name == "OLLAMA_MODELS":
-        _prepare_models_dir(context, store, value, assume_yes=yes or context.assume_yes)
+        _prepare_models_dir(context, platform, value, assume_yes=yes or context.assume_yes)
     changed = store.set(name, value)
     for note in store.notes(name):
         typer.echo(f"note: {note}", err=True)
-    _apply(context, manager, changed=changed, restart=not no_restart,
+    _apply(context, platform, changed=changed, restart=not no_restart,
            line=f"{name}={value} saved in {store.location}" if changed
            else f"{name} already is {value}")
 
@@ -71,18 +71,18 @@ def unset(ctx: typer.Context, name: str = typer.Argument(...),
     """Remove a persisted setting, then restart the service."""
     settings.lookup(name)
     context = make_context(ctx)
-    store = _require_store(context)
-    manager = get_service_manager(context)
+    platform = for_host(context)
+    store = _require_store(platform)
     previous = store.read().get(name)
     changed = store.unset(name)
-    if changed and name == "OLLAMA_MODELS" and previous and isinstance(store, DropInEnvStore):
-        store.revoke_path(previous)
-    _apply(context, manager, changed=changed, restart=not no_restart,
+    if changed and name == "OLLAMA_MODELS" and previous:
+        platform.revoke_models_dir(previous)
+    _apply(context, platform, changed=changed, restart=not no_restart,
            line=f"{name} removed from {store.location}" if changed else f"{name} was not set")
 
 
-def _require_store(context: Context) -> EnvStore:
-    store = get_env_store(context)
+def _require_store(platform: Platform) -> EnvStore:
+    store = platform.env_store()
     if store is None:
         raise UnsupportedPlatform(
             "no installed service to persist settings for",
@@ -92,14 +92,12 @@ def _require_store(context: Context) -> EnvStore:
     return store
 
 
-def _prepare_models_dir(context: Context, store: EnvStore, directory: str, *,
+def _prepare_models_dir(context: Context, platform: Platform, directory: str, *,
                         assume_yes: bool) -> None:
-    """Check that the service user can use ``directory``; offer the fixes; let the hardened
-    unit write it. Refuses (nothing written) when a problem stays unfixed."""
-    from ollamactl.install import layout, manifest, models_dir, users
-
-    record = manifest.load(context)
-    account = users.read_users(context).get(record.user if record else layout.SERVICE_USER)
+    """Check that the service user can use ``directory`` (where the platform can tell who
+    that is); offer the fixes; let the service's sandbox write it. Refuses (nothing written)
+    when a problem stays unfixed."""
+    account = platform.service_account()
     if account is not None:
         problems = models_dir.check(context, directory, account)
         if problems:
@@ -113,27 +111,14 @@ def _prepare_models_dir(context: Context, store: EnvStore, directory: str, *,
                                       "directory")
             for problem in problems:
                 problem.apply()
-    if isinstance(store, DropInEnvStore):
-        previous = store.read().get("OLLAMA_MODELS")
-        if previous and previous != directory:
-            store.revoke_path(previous)
-        store.grant_path(directory)
+    platform.grant_models_dir(directory)
 
 
-def _apply(context: Context, manager: ServiceManager, *, changed: bool, restart: bool,
+def _apply(context: Context, platform: Platform, *, changed: bool, restart: bool,
            line: str) -> None:
-    """daemon-reload (systemd) and restart a running service so the change takes effect."""
-    lines = [line]
-    if changed and isinstance(manager, SystemdManager) and not manager.staged:
-        manager.daemon_reload()
-        if restart:
-            manager.try_restart()
-            lines.append("restarted the service (if it was running)")
-    elif changed and restart and manager.status().running:
-        manager.restart()
-        lines.append(f"restarted the service ({manager.name})")
-    elif changed:
-        lines.append("takes effect at the next (re)start")
+    """Make the change take effect as the platform does (systemd: daemon-reload, then
+    try-restart; elsewhere: restart a running service)."""
+    lines = [line, *platform.apply_setting_change(changed=changed, restart=restart)]
     if context.dry_run:
         lines += ["plan (nothing was changed):", context.runner.render_plan()]
     emit(Result(lines=lines), as_json=False)

@@ -10,6 +10,7 @@ from ollamactl.cli.common import JsonOption, emit, environ, make_context
 from ollamactl.context import Context
 from ollamactl.errors import EXIT_CHECK_FAILED, EXIT_OK
 from ollamactl.gpu import NA, GpuInventory, NaType, scan_gpus, worst_level
+from ollamactl.humanize import gib
 from ollamactl.output import Result, table
 
 app = typer.Typer(help="List GPUs, check their compatibility, reload nvidia_uvm.",
@@ -19,7 +20,7 @@ app = typer.Typer(help="List GPUs, check their compatibility, reload nvidia_uvm.
 def server_environ(context: Context) -> dict[str, str]:
     """The settings the server runs with, as doctor judges them: the service's persisted ones,
     else this process's (a server started by hand inherits them)."""
-    from ollamactl.service import service_environ
+    from ollamactl.service.platforms import service_environ
 
     service = service_environ(context)
     return service if service is not None else environ()
@@ -35,8 +36,8 @@ def list_(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     """List GPUs: name, compute capability or gfx target, VRAM, driver, UUID."""
     context = make_context(ctx, as_json=as_json)
     inventory = scan(context)
-    rows = [(f"{g.vendor}:{g.index}", g.name, g.compute, _gib(g.vram_total_bytes),
-             _gib(g.vram_free_bytes), str(g.driver_version), str(g.uuid),
+    rows = [(f"{g.vendor}:{g.index}", g.name, g.compute, _vram(g.vram_total_bytes),
+             _vram(g.vram_free_bytes), str(g.driver_version), str(g.uuid),
              "yes" if g.visible else "no") for g in inventory.gpus]
     lines = table(rows, ("GPU", "NAME", "COMPUTE", "VRAM", "FREE", "DRIVER", "UUID", "VISIBLE")) \
         if rows else ["no GPU found: the server will run on the CPU"]
@@ -66,7 +67,7 @@ def check(ctx: typer.Context, as_json: bool = JsonOption) -> None:
 def reload_uvm(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     """After suspend/resume: stop the service, reload nvidia_uvm, start it, confirm the GPU."""
     from ollamactl.gpu.uvm import reload_uvm as do_reload
-    from ollamactl.service import get_service_manager
+    from ollamactl.service.platforms import get_service_manager
 
     context = make_context(ctx, as_json=as_json)
     report = do_reload(context, manager=get_service_manager(context))
@@ -85,5 +86,5 @@ def _trailer(inventory: GpuInventory) -> list[str]:
     return lines
 
 
-def _gib(value: int | NaType) -> str:
-    return "N/A" if value is NA or not isinstance(value, int) else f"{value / 1024**3:.1f} GiB"
+def _vram(value: int | NaType) -> str:
+    return "N/A" if value is NA or not isinstance(value, int) else gib(value)

@@ -1,6 +1,6 @@
 """Model commands that talk to a running server: list, ps, show, pull, create, rm, cp, stop MODEL.
 
-Each command is thin: build the request, call :class:`ollamactl.runtime.client.Client`, render
+Each command is thin: build the request, call :class:`ollamactl.client.Client`, render
 a table like Ollama's CLI (``NAME ID SIZE PROCESSOR UNTIL`` for ``ps``).
 """
 
@@ -18,64 +18,23 @@ import typer
 
 from ollamactl.cli.common import JsonOption, emit
 from ollamactl.errors import OllamactlError, UsageError
+from ollamactl.humanize import bytes_si, relative_time
 from ollamactl.output import Result, table
 
 if TYPE_CHECKING:
-    from ollamactl.runtime.client import Client
+    from ollamactl.client import Client
 
 FOREVER_AFTER_S = 20 * 365 * 24 * 3600
 
 
 def make_client() -> Client:
-    from ollamactl.runtime.client import Client
+    """A client for the server at OLLAMA_HOST, with the CLI's long read timeout."""
+    from ollamactl.client import Client
 
     return Client()
 
 
-# -- formatting like Ollama's format package ------------------------------------------------------
-
-def human_bytes(size: int) -> str:
-    """Decimal units, one decimal under 10: ``42 GB``, ``9.5 GB``, ``270 MB``."""
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
-        if size >= scale:
-            value = size / scale
-            return f"{value:.1f} {unit}" if value < 10 else f"{int(value)} {unit}"
-    return f"{size} B"
-
-
-def human_duration(seconds: float) -> str:
-    whole = int(seconds)
-    if whole < 1:
-        return "Less than a second"
-    if whole == 1:
-        return "1 second"
-    if whole < 60:
-        return f"{whole} seconds"
-    minutes = whole // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = round(seconds / 3600)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // (24 * 7)} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // (24 * 30)} months"
-    return f"{hours // (24 * 365)} years"
-
-
-def human_time(moment: datetime, now: float | None = None) -> str:
-    delta = moment.timestamp() - (time.time() if now is None else now)
-    if delta >= 0:
-        return f"{human_duration(delta)} from now"
-    return f"{human_duration(-delta)} ago"
-
+# -- ps columns like Ollama's ---------------------------------------------------------------------
 
 def until_text(expires_at: str, now: float | None = None) -> str:
     moment = datetime.fromisoformat(expires_at)
@@ -84,7 +43,7 @@ def until_text(expires_at: str, now: float | None = None) -> str:
         return "Forever"
     if delta <= 0:
         return "Stopping..."
-    return human_time(moment, now)
+    return relative_time(moment, now)
 
 
 def processor_text(size: int, size_vram: int) -> str:
@@ -99,7 +58,7 @@ def processor_text(size: int, size_vram: int) -> str:
 
 
 def ps_lines(models: list[dict[str, Any]], now: float | None = None) -> list[str]:
-    rows = [[m["name"], str(m.get("digest", ""))[:12], human_bytes(int(m.get("size", 0))),
+    rows = [[m["name"], str(m.get("digest", ""))[:12], bytes_si(int(m.get("size", 0))),
              processor_text(int(m.get("size", 0)), int(m.get("size_vram", 0))),
              until_text(m["expires_at"], now)] for m in models]
     return table(rows, ["NAME", "ID", "SIZE", "PROCESSOR", "UNTIL"], gap=2)
@@ -109,15 +68,15 @@ def ps_lines(models: list[dict[str, Any]], now: float | None = None) -> list[str
 
 def ps(as_json: bool = JsonOption) -> None:
     """List loaded models (NAME ID SIZE PROCESSOR UNTIL)."""
-    data = make_client().get("/api/ps")
+    data = make_client().ps()
     emit(Result(data=data, lines=ps_lines(data.get("models") or [])), as_json=as_json)
 
 
 def list_models(as_json: bool = JsonOption) -> None:
     """List local models."""
-    data = make_client().get("/api/tags")
-    rows = [[m["name"], m["digest"][:12], human_bytes(int(m["size"])),
-             human_time(datetime.fromisoformat(m["modified_at"]))]
+    data = make_client().tags()
+    rows = [[m["name"], m["digest"][:12], bytes_si(int(m["size"])),
+             relative_time(datetime.fromisoformat(m["modified_at"]))]
             for m in data.get("models") or []]
     emit(Result(data=data, lines=table(rows, ["NAME", "ID", "SIZE", "MODIFIED"], gap=4)),
          as_json=as_json)
@@ -131,7 +90,7 @@ def show(model: str = typer.Argument(..., help="Model name."),
          license_: bool = typer.Option(False, "--license", help="Show the license."),
          as_json: bool = JsonOption) -> None:
     """Show a model's details."""
-    data = make_client().post("/api/show", {"model": model})
+    data = make_client().show(model)
     for flag, key in ((modelfile, "modelfile"), (parameters, "parameters"),
                       (template, "template"), (system, "system"), (license_, "license")):
         if flag:
@@ -170,7 +129,7 @@ def pull(model: str = typer.Argument(..., help="Model name, e.g. smollm2:135m.")
     """Pull a model (bundled models are imported offline, others from their registry)."""
     client = make_client()
     progress = _Progress()
-    for item in client.stream("/api/pull", {"model": model, "insecure": insecure}):
+    for item in client.pull(model, insecure=insecure):
         progress.update(item)
     progress.close()
 
@@ -189,7 +148,7 @@ class _Progress:
             width = 30
             filled = int(width * completed / total)
             sys.stderr.write(f"\r{status} {'█' * filled}{' ' * (width - filled)} "
-                             f"{completed * 100 // total:3d}% {human_bytes(int(total))}")
+                             f"{completed * 100 // total:3d}% {bytes_si(int(total))}")
             self.status = status
             return
         if status != self.status:
@@ -208,7 +167,7 @@ def create(model: str = typer.Argument(..., help="Name of the new model."),
            file: Path = typer.Option(Path("Modelfile"), "--file", "-f",
                                      help="Modelfile to read.")) -> None:
     """Create a model from a Modelfile (FROM a GGUF file or an existing model)."""
-    from ollamactl.runtime.modelfile import parse_modelfile
+    from ollamactl.runtime.store.modelfile import parse_modelfile
 
     try:
         text = file.read_text(encoding="utf-8")
@@ -216,14 +175,14 @@ def create(model: str = typer.Argument(..., help="Name of the new model."),
         raise UsageError(f"cannot read {file}: {(exc.strerror or str(exc)).lower()}") from exc
     spec = parse_modelfile(text, file.resolve().parent)
     client = make_client()
-    body: dict[str, Any] = {"model": model, **spec.create_fields()}
     if spec.from_path is not None:
         digest = upload_blob(client, spec.from_path)
-        body["files"] = {spec.from_path.name: digest}
+        steps = client.create(model, **spec.create_fields(),
+                              files={spec.from_path.name: digest})
     else:
-        body["from"] = spec.from_model
+        steps = client.create(model, **spec.create_fields(), from_model=spec.from_model)
     progress = _Progress()
-    for item in client.stream("/api/create", body):
+    for item in steps:
         progress.update(item)
     progress.close()
 
@@ -236,9 +195,9 @@ def upload_blob(client: Client, path: Path) -> str:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 hasher.update(chunk)
         digest = f"sha256:{hasher.hexdigest()}"
-        if not client.head_ok(f"/api/blobs/{digest}"):
+        if not client.has_blob(digest):
             with path.open("rb") as handle:
-                client.upload(f"/api/blobs/{digest}", handle)
+                client.create_blob(digest, handle)
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {(exc.strerror or str(exc)).lower()}") from exc
     return digest
@@ -248,14 +207,14 @@ def rm(models: list[str] = typer.Argument(..., help="Models to remove.")) -> Non
     """Remove models (unloading them first)."""
     client = make_client()
     for name in models:
-        client.post("/api/generate", {"model": name, "keep_alive": 0})
-        client.delete("/api/delete", {"model": name})
+        client.unload(name)
+        client.delete(name)
         typer.echo(f"deleted '{name}'")
 
 
 def cp(source: str = typer.Argument(...), destination: str = typer.Argument(...)) -> None:
     """Copy a model."""
-    make_client().post("/api/copy", {"source": source, "destination": destination})
+    make_client().copy(source, destination)
     typer.echo(f"copied '{source}' to '{destination}'")
 
 
@@ -271,16 +230,12 @@ def stop(model: str | None = typer.Argument(None, help="Model to unload; none = 
                                  hint="unload a model with `ollamactl stop MODEL`") from None
         service_cmds.stop_service()
         return
-    make_client().post("/api/generate", {"model": model, "keep_alive": 0})
+    make_client().unload(model)
 
 
 def register(app: typer.Typer) -> None:
-    """Add the runtime commands (server, models, run) to the root app."""
-    from ollamactl.cli import run as run_cmd
-    from ollamactl.cli import serve as serve_cmd
-
-    app.command("serve")(serve_cmd.serve)
-    app.command("run")(run_cmd.run)
+    """Add the model commands to the root app (after `serve` and `run`, which cli.app adds:
+    `run` uses this module, so this one does not import it back)."""
     app.command("stop")(stop)
     app.command("ps")(ps)
     app.command("list")(list_models)

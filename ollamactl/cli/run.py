@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from ollamactl.cli.models import make_client, show_lines
-from ollamactl.errors import OllamactlError
+from ollamactl.errors import ModelMissing, OllamactlError
 
 if TYPE_CHECKING:
-    from ollamactl.runtime.client import Client
+    from ollamactl.client import Client
 
 HELP = """Available Commands:
   /set parameter NAME VALUE   Set a parameter (e.g. /set parameter num_ctx 4096)
@@ -62,31 +62,24 @@ class Spinner:
 
 def ensure_loaded(client: Client, model: str) -> None:
     """Preload the model; pull it first when the server does not have it (bundled models)."""
-    from ollamactl.runtime.client import ModelMissing
-
     with Spinner():
         try:
-            client.post("/api/generate", {"model": model})
+            client.load(model)
             return
         except ModelMissing:
             pass
-    for _ in client.stream("/api/pull", {"model": model}):
+    for _ in client.pull(model):
         pass
     with Spinner():
-        client.post("/api/generate", {"model": model})
+        client.load(model)
 
 
 def chat_once(client: Client, model: str, messages: list[dict[str, Any]],
               options: dict[str, Any], *, format: str | None = None) -> str:
     """Stream one answer to stdout; Ctrl-C stops it and keeps what was said."""
-    body: dict[str, Any] = {"model": model, "messages": messages}
-    if format:
-        body["format"] = format
-    if options:
-        body["options"] = options
     answer: list[str] = []
     try:
-        for item in client.stream("/api/chat", body):
+        for item in client.chat(model, messages, stream=True, options=options, format=format):
             piece = (item.get("message") or {}).get("content", "")
             if piece:
                 answer.append(piece)
@@ -188,14 +181,14 @@ class Repl:
             self.format = None
             print("Disabled format.")
         elif head == "/show" and len(words) >= 2 and words[1] == "info":
-            data = self.client.post("/api/show", {"model": self.model})
+            data = self.client.show(self.model)
             print("\n".join(show_lines(data)))
         else:
             print(f"Unknown command '{head}'. Type /? for help")
         return True
 
     def set_parameter(self, name: str, text: str) -> None:
-        from ollamactl.runtime.options import parse_parameter
+        from ollamactl.runtime.store.options import parse_parameter
 
         try:
             value = parse_parameter(name, text)

@@ -14,12 +14,24 @@ import typer
 
 from ollamactl.cli.common import JsonOption, emit, make_context
 from ollamactl.cli.gpu import server_environ
+from ollamactl.context import Context
 from ollamactl.errors import OllamactlError
 from ollamactl.install.runtime import runtime_report, service_python
 from ollamactl.output import Result, table
+from ollamactl.service.platforms import for_host
 
 app = typer.Typer(help="Show the runtime's CPU libraries and self-test them on this machine.",
                   no_args_is_help=True)
+
+
+def installed_python(context: Context) -> str:
+    """The interpreter the installed service runs, else this one (an unreadable install
+    record counts as none)."""
+    try:
+        record = for_host(context).load_manifest()
+    except (OllamactlError, OSError):
+        record = None
+    return service_python(context, record)
 
 
 def render(data: dict[str, Any]) -> list[str]:
@@ -53,7 +65,7 @@ def show(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     """Which CPU library serves and why; each library, whether this CPU runs it, its test."""
     context = make_context(ctx, as_json=as_json)
     requested = server_environ(context).get("OLLAMA_LLM_LIBRARY", "")
-    data = runtime_report(context, service_python(context), requested)
+    data = runtime_report(context, installed_python(context), requested)
     emit(Result(data=data, lines=render(data)), as_json=as_json)
 
 
@@ -66,7 +78,7 @@ def selftest(
 ) -> None:
     """Decode the bundled model with each CPU library, best first, until one passes."""
     context = make_context(ctx)
-    argv = [service_python(context), "-I", "-m", "ollamactl.runtime.builds.selftest"]
+    argv = [installed_python(context), "-I", "-m", "ollamactl.runtime.builds.selftest"]
     argv += ["--force"] if force else []
     argv += ["--variant", variant] if variant else []
     if subprocess.run(argv, check=False).returncode != 0:

@@ -3,6 +3,7 @@ which `ollamactl stop` without a model calls)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 import time
@@ -13,11 +14,13 @@ import typer
 
 from ollamactl import settings
 from ollamactl.cli.common import JsonOption, emit, global_options, make_context
+from ollamactl.client import Client, bind_address, client_url
 from ollamactl.context import Context
-from ollamactl.errors import UsageError
+from ollamactl.errors import OllamactlError, UsageError
+from ollamactl.humanize import duration_hms
 from ollamactl.output import Result
-from ollamactl.service import get_service_manager, health
 from ollamactl.service.base import LogQuery, ServiceState
+from ollamactl.service.platforms import for_host, get_service_manager
 
 RootOption = typer.Option(None, "--root", metavar="DIR",
                           help="Stage everything under DIR (same as the global --root).")
@@ -37,7 +40,8 @@ def _context(ctx: typer.Context, root: Path | None, dry_run: bool, yes: bool,
 
 def _install(ctx: typer.Context, root: Path | None, dry_run: bool, yes: bool, force: bool,
              self_contained: bool, as_json: bool, system: bool = False) -> None:
-    from ollamactl.install import InstallOptions, install
+    from ollamactl.install import InstallOptions
+    from ollamactl.service.platforms import install
 
     context = _context(ctx, root, dry_run, yes, as_json=as_json)
     report = install(context, InstallOptions(force=force, self_contained=self_contained,
@@ -74,10 +78,8 @@ def install(ctx: typer.Context, root: Path | None = RootOption, dry_run: bool = 
 def update(ctx: typer.Context, root: Path | None = RootOption, dry_run: bool = DryRunOption,
            yes: bool = YesOption, as_json: bool = JsonOption) -> None:
     """Update the installed service: stop, replace what changed, start, confirm the version."""
-    from ollamactl.install import manifest
-
     context = _context(ctx, root, dry_run, yes, as_json=as_json)
-    if manifest.load(context) is None:
+    if for_host(context).load_manifest() is None:
         raise UsageError("nothing to update: ollamactl is not installed here",
                          hint="run `ollamactl install`")
     _install(ctx, root, dry_run, yes, False, False, as_json)
@@ -88,8 +90,8 @@ def uninstall(ctx: typer.Context, root: Path | None = RootOption, dry_run: bool 
               purge: bool = typer.Option(False, "--purge", help="Also delete the models."),
               as_json: bool = JsonOption) -> None:
     """Remove exactly what install created; models are kept unless --purge."""
-    from ollamactl.install import plan_uninstall
-    from ollamactl.install import uninstall as run_uninstall
+    from ollamactl.service.platforms import plan_uninstall
+    from ollamactl.service.platforms import uninstall as run_uninstall
 
     context = _context(ctx, root, dry_run, yes, as_json=as_json)
     plan = plan_uninstall(context, purge=purge)
@@ -117,9 +119,10 @@ def start(ctx: typer.Context, wait: float = typer.Option(60.0, "--wait", metavar
     context = make_context(ctx, as_json=as_json)
     manager = get_service_manager(context)
     manager.start()
-    url = health.client_url(manager.env_store().read())
+    url = client_url(manager.env_store().read())
     if wait > 0 and not context.dry_run:
-        health.wait_until_up(url, timeout_s=wait)
+        with Client(url) as client:
+            client.wait_until_up(wait)
     emit(Result(data={"backend": manager.name, "url": url},
                 lines=[f"started ({manager.name}); serving at {url}"]), as_json=as_json)
 
@@ -154,12 +157,15 @@ def status(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     manager = get_service_manager(context)
     state = manager.status()
     env = manager.env_store().read()
-    url = health.client_url(env)
+    url = client_url(env)
     version = models = None
     if not context.dry_run and state.active in ("active", "unknown"):
-        version = health.server_version(url)
-        models = health.loaded_models(url) if version is not None else None
-    data = {**dataclasses.asdict(state), "bind": health.bind_address(env), "url": url,
+        with Client(url, connect_timeout_s=2.0, read_timeout_s=2.0) as client, \
+                contextlib.suppress(OllamactlError):  # no answer: version and models stay None
+            version = client.version()
+            models = [str(m.get("name")) for m in client.ps().get("models") or []
+                      if isinstance(m, dict)]
+    data = {**dataclasses.asdict(state), "bind": bind_address(env), "url": url,
             "version": version.api if version else None,
             "ollamactl_version": version.ollamactl if version else None,
             "server": str(version) if version else None, "models": models}
@@ -167,7 +173,7 @@ def status(ctx: typer.Context, as_json: bool = JsonOption) -> None:
 
 
 def _status_lines(state: ServiceState, data: dict[str, object]) -> list[str]:
-    uptime = f"{_duration(time.time() - state.started_at)}" if state.started_at else "-"
+    uptime = f"{duration_hms(time.time() - state.started_at)}" if state.started_at else "-"
     lines = [f"backend:  {state.backend} ({state.definition or '-'})",
              f"state:    {state.active}" + (f" ({state.detail})" if state.detail else ""),
              f"pid:      {state.pid or '-'}", f"uptime:   {uptime}",
@@ -179,13 +185,6 @@ def _status_lines(state: ServiceState, data: dict[str, object]) -> list[str]:
         lines.append(f"enabled:  {'yes' if state.enabled else 'no'}")
     lines += [f"{k + ':':<9} {v}" for k, v in state.extra.items() if v]
     return lines
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
 def parse_since(text: str, *, now: float | None = None) -> float:
@@ -234,7 +233,7 @@ def logs(ctx: typer.Context,
     """Show the service's log (journalctl under systemd, the watchdog's log file otherwise)."""
     context = make_context(ctx)
     query = LogQuery(lines=lines, since=parse_since(since) if since else None, follow=follow)
-    source = get_service_manager(context).log_source()
+    source = for_host(context).log_source()
     try:
         for line in source.read(query):
             typer.echo(line)

@@ -1,19 +1,15 @@
 """Doctor: every known pitfall as a check that gives a finding (ok, warn, fail or skip) and a fix.
 
-    registry.py      Check, the @check decorator, run_checks(); checks_*.py register by area
     finding.py       Finding and Fix, the data every check returns
-    probe.py         Probe: the facts checks share, read lazily and once (unit, env, HTTP, GPUs)
+    registry.py      Check and the @check decorator (a leaf: platform units register theirs)
+    suite.py         all_checks(), run_checks(): the generic checks_*.py, then each platform's
+    probe.py         Probe: the facts checks share, read lazily and once (the platform, the
+                     service, HTTP, GPUs, logs, models)
+    checks_*.py      the checks every platform runs, by area; a platform's own checks live in
+                     its unit under ollamactl.service
     fixes.py         the safe fixes --fix applies through ctx.runner
     render.py        the coloured table and summary line
 
-Exit code: 3 (errors.EXIT_CHECK_FAILED) when any check fails; warnings do not fail.
+Exit code: 3 (errors.EXIT_CHECK_FAILED) when any check fails; warnings do not fail. This file
+imports nothing, so a platform unit can import the registry without running doctor's modules.
 """
-
-from __future__ import annotations
-
-from ollamactl.doctor.finding import FAIL, OK, SKIP, WARN, Finding, Fix, exit_code_for, summarize
-from ollamactl.doctor.probe import Probe
-from ollamactl.doctor.registry import CHECKS, Check, all_checks, run_checks
-
-__all__ = ["CHECKS", "FAIL", "OK", "SKIP", "WARN", "Check", "Finding", "Fix", "Probe",
-           "all_checks", "exit_code_for", "run_checks", "summarize"]

@@ -6,12 +6,13 @@ from ollamactl.doctor.accounts import group_members
 from ollamactl.doctor.finding import Finding, Fix, fail, ok, skip, warn
 from ollamactl.doctor.probe import Probe
 from ollamactl.doctor.registry import check
+from ollamactl.identity import GPU_GROUPS, SERVICE_NAME
 
 DISCOVERY_TIMEOUT_LOG = "failed to finish discovery before timeout"
 
 
 def _no_amd(p: Probe) -> Finding | None:
-    if p.ctx.host.os_name != "linux":
+    if not p.platform.has_sysfs:
         return skip("ROCm discovery through sysfs is Linux only")
     if not p.gpus.by_vendor("amd"):
         return skip("no AMD GPU in the KFD topology")
@@ -71,13 +72,13 @@ def amd_access(p: Probe) -> Finding:
     if user is None or user == "root":
         return ok("/dev/kfd and render nodes present" + ("; service runs as root"
                                                          if user else ""))
-    lacking = [g for g in ("render", "video") if user not in group_members(g)]
+    lacking = [g for g in GPU_GROUPS if user not in group_members(g)]
     if lacking:
         return fail(f"the service user {user} is not in {', '.join(lacking)}",
                     "ROCm opens /dev/kfd and /dev/dri/renderD* through these groups",
                     Fix("add the groups and restart",
                         (("usermod", "-aG", ",".join(lacking), user),
-                         ("systemctl", "restart", "ollama")), safe=True))
+                         ("systemctl", "restart", SERVICE_NAME)), safe=True))
     return ok(f"{user} is in render and video; device nodes present")
 
 

@@ -8,8 +8,8 @@ from ollamactl.doctor.probe import Probe
 from ollamactl.doctor.registry import check
 from ollamactl.gpu import GpuInfo, GpuProblem
 from ollamactl.gpu.support import DRIVER_MIN_MAJOR, DRIVER_MIN_MAJOR_PRE_VOLTA, parse_driver_major
+from ollamactl.humanize import GIB
 
-GIB = 1024**3
 RELOAD_UVM = Fix("reload the CUDA unified memory module safely",
                  (("ollamactl", "gpu", "reload-uvm"),), safe=True)
 AFTER_SUSPEND_LOG = ("cuda driver library failed to get device context 999",
@@ -99,7 +99,7 @@ def nvidia_devices(p: Probe) -> Finding:
     gpus, problem = _nvidia(p)
     if not gpus and problem is None:
         return skip("no NVIDIA GPU")
-    if p.ctx.host.os_name != "linux" or p.ctx.host.wsl:
+    if not p.platform.has_sysfs or p.ctx.host.wsl:
         return skip("device nodes are a native Linux matter")
     absent = [n for n in ("/dev/nvidiactl", "/dev/nvidia-uvm") if not p.path(n).exists()]
     if not any(p.path("/dev").glob("nvidia[0-9]*")):

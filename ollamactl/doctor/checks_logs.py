@@ -1,12 +1,11 @@
-"""Log checks: known trouble patterns in the recent log, and where the log lives."""
+"""Log checks: known trouble patterns in the recent log (whether the journal keeps it is checked
+by :mod:`ollamactl.service.linux_systemd`)."""
 
 from __future__ import annotations
 
 from ollamactl.doctor.finding import Finding, Fix, ok, skip, warn
 from ollamactl.doctor.probe import LOG_LINES, Probe
 from ollamactl.doctor.registry import check
-
-GIB = 1024**3
 
 #: (log text, what it means, what to do)
 PATTERNS = (
@@ -39,22 +38,3 @@ def patterns(p: Probe) -> Finding:
                     Fix("see the detail: " + next(iter(hits.values()))[1]))
     return ok(f"none of {len(PATTERNS)} known patterns in the last {len(lines)} log line(s) "
               f"(up to {LOG_LINES} read)")
-
-
-@check("logs.backend", "Logs are kept", area="logs")
-def backend(p: Probe) -> Finding:
-    """C37: journald persistence (/var/log/journal) for the systemd service."""
-    if p.no_systemd_reason:
-        return skip(f"{p.no_systemd_reason}; the watchdog keeps its own rotated log file")
-    if not p.unit_installed:
-        return skip("the ollama unit is not installed")
-    if not p.path("/var/log/journal").is_dir():
-        return warn("the journal is volatile: the service's logs vanish at reboot",
-                    fix=Fix("make it persistent", (("mkdir", "-p", "/var/log/journal"),
-                                                   ("systemctl", "restart",
-                                                    "systemd-journald")), safe=True))
-    size = sum(f.stat().st_size for f in p.path("/var/log/journal").rglob("*.journal"))
-    if size > GIB:
-        return warn(f"the journal holds {size / GIB:.1f} GiB",
-                    fix=Fix("cap it", (("journalctl", "--vacuum-size=500M"),), safe=True))
-    return ok(f"persistent journal, {size / 1024**2:.0f} MiB")

@@ -62,7 +62,7 @@ def socket_owners(p: Probe, inodes: set[int]) -> dict[int, str]:
 @check("server.port-owner", "Port owned by our server", area="network")
 def port_owner(p: Probe) -> Finding:
     """C3: the listener of the port (``/proc/net/tcp*`` + ``/proc/<pid>/fd``)."""
-    if p.ctx.host.os_name != "linux":
+    if not p.platform.has_procfs:
         return skip("reads /proc/net/tcp (Linux only)")
     port = p.bind_address.port
     found = listeners(p, port)

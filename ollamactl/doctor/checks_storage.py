@@ -1,4 +1,5 @@
-"""Model storage checks: the directory and its permissions, the sandbox, free space, the store."""
+"""Model storage checks: the directory and its permissions, free space, the store (the unit's
+sandbox is checked by :mod:`ollamactl.service.linux_systemd`)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from ollamactl.doctor.accounts import may, user_ids
 from ollamactl.doctor.finding import Finding, Fix, fail, ok, skip, warn
 from ollamactl.doctor.probe import Probe
 from ollamactl.doctor.registry import check
+from ollamactl.humanize import GIB, gib
 from ollamactl.system import UnsafePath, check_links
 
-GIB = 1024**3
 BLOB_NAME = re.compile(r"^sha256-[0-9a-f]{64}(-partial(-\d+)?)?$")
 
 
@@ -63,34 +64,6 @@ def models_dir(p: Probe) -> Finding:
     return ok(f"{shown} is writable by {user}")
 
 
-@check("models.sandbox", "Models directory visible inside the unit's sandbox", area="storage")
-def models_sandbox(p: Probe) -> Finding:
-    """C13: ProtectHome / ProtectSystem / InaccessiblePaths against the models directory."""
-    if p.no_systemd_reason:
-        return skip(p.no_systemd_reason)
-    if not p.unit_installed:
-        return skip("the ollama unit is not installed")
-    models = p.models_path
-    writable = (p.unit.get("ReadWritePaths", "") + " " + p.unit.get("BindPaths", "")).split()
-    inside_rw = any(models == w or models.startswith(w.rstrip("/") + "/") for w in writable)
-    fix = Fix("add ReadWritePaths=<models dir> in a drop-in (then daemon-reload, restart)")
-    for hidden in p.unit.get("InaccessiblePaths", "").split():
-        if models.startswith(hidden.rstrip("/") + "/") or models == hidden:
-            return fail(f"InaccessiblePaths={hidden} hides {models}", fix=fix)
-    home = p.unit.get("ProtectHome", "no")
-    if home in ("yes", "read-only", "tmpfs") and models.startswith(("/home/", "/root/",
-                                                                     "/run/user/")) \
-            and not inside_rw:
-        return fail(f"ProtectHome={home} hides {models} from the service", fix=fix)
-    system = p.unit.get("ProtectSystem", "no")
-    if system == "strict" and not inside_rw:
-        return fail(f"ProtectSystem=strict makes {models} read-only", fix=fix)
-    if system in ("yes", "full") and models.startswith(("/usr/", "/boot/", "/etc/")) \
-            and not inside_rw:
-        return fail(f"ProtectSystem={system} makes {models} read-only", fix=fix)
-    return ok(f"{models} is writable inside the sandbox")
-
-
 @check("models.disk-space", "Free space for models", area="storage")
 def disk_space(p: Probe) -> Finding:
     """C14: ``df`` of the models file system."""
@@ -100,12 +73,12 @@ def disk_space(p: Probe) -> Finding:
     fs = os.statvfs(where)
     free = fs.f_bavail * fs.f_frsize
     largest = max((m.size_bytes for m in p.manifests), default=0)
-    text = f"{free / GIB:.1f} GiB free on the file system of {where}"
+    text = f"{gib(free)} free on the file system of {where}"
     fix = Fix("reclaim space (`ollamactl models gc`) or move OLLAMA_MODELS to a bigger disk")
     if free < GIB:
         return fail(text, fix=fix)
     if largest and free < largest:
-        return warn(text, f"less than the largest model ({largest / GIB:.1f} GiB)", fix)
+        return warn(text, f"less than the largest model ({gib(largest)})", fix)
     if free < 20 * GIB:
         return warn(text, "most 7B+ models need 4-40 GiB each", fix)
     return ok(text)
@@ -129,7 +102,7 @@ def store(p: Probe) -> Finding:
         return fail(f"model(s) with missing blobs: {', '.join(missing)}",
                     fix=Fix("pull them again, or remove them with `ollamactl rm`"))
     if partial or orphans:
-        return warn(f"{reclaim / GIB:.2f} GiB reclaimable: {len(partial)} partial download(s), "
+        return warn(f"{gib(reclaim, 2)} reclaimable: {len(partial)} partial download(s), "
                     f"{len(orphans)} unused blob(s)",
                     fix=Fix("`ollamactl models gc` with the service stopped"))
     return ok(f"{len(p.manifests)} model(s), {len(blobs)} blob(s), nothing stray")

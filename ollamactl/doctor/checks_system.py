@@ -8,8 +8,7 @@ from ollamactl.doctor.finding import Finding, Fix, fail, ok, skip, warn
 from ollamactl.doctor.probe import Probe
 from ollamactl.doctor.registry import check
 from ollamactl.errors import OllamactlError
-
-GIB = 1024**3
+from ollamactl.humanize import gib
 
 
 def meminfo(p: Probe) -> dict[str, int]:
@@ -33,12 +32,11 @@ def memory(p: Probe) -> Finding:
     if limit.isdigit():
         available = min(available, int(limit))
     smallest = min((m.size_bytes for m in p.manifests if m.size_bytes), default=0)
-    text = f"{available / GIB:.1f} GiB available" + (f" (MemoryMax={limit})"
-                                                      if limit.isdigit() else "")
+    text = f"{gib(available)} available" + (f" (MemoryMax={limit})" if limit.isdigit() else "")
     if smallest and available < smallest:
-        return warn(f"{text}, less than the smallest model ({smallest / GIB:.1f} GiB)",
+        return warn(f"{text}, less than the smallest model ({gib(smallest)})",
                     fix=Fix("use a smaller quantisation or context, or free memory"))
-    return ok(text + (f"; smallest model {smallest / GIB:.2f} GiB" if smallest else ""))
+    return ok(text + (f"; smallest model {gib(smallest, 2)}" if smallest else ""))
 
 
 @check("system.cpu-avx", "CPU vector extensions", area="system")
@@ -144,7 +142,8 @@ def cpu_runtime(p: Probe) -> Finding:
     from ollamactl.install.runtime import runtime_report, service_python
 
     try:
-        data = runtime_report(p.ctx, service_python(p.ctx), p.setting("OLLAMA_LLM_LIBRARY"))
+        data = runtime_report(p.ctx, service_python(p.ctx, p.install_record),
+                              p.setting("OLLAMA_LLM_LIBRARY"))
     except OllamactlError as exc:
         return skip(exc.message)
     if not data.get("library_dir"):

@@ -8,16 +8,15 @@ had is None (with the reason where a check needs it), never an exception.
 
 from __future__ import annotations
 
-import json
 import logging
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ollamactl import settings
+from ollamactl.client import Client, HttpAnswer
 from ollamactl.context import Context
 from ollamactl.errors import CommandFailed, OllamactlError
 from ollamactl.logrecords import self_written
@@ -25,44 +24,13 @@ from ollamactl.system import Cmd, CmdResult
 
 if TYPE_CHECKING:
     from ollamactl.gpu import GpuInventory, Nvml
-    from ollamactl.service.base import ServiceState
+    from ollamactl.install.manifest import Manifest as InstallManifest
+    from ollamactl.runtime.store.manifests import ManifestSummary
+    from ollamactl.service.base import Platform, ServiceState
 
 log = logging.getLogger(__name__)
 
-SERVICE = "ollama"
-UNIT_PROPERTIES = (
-    "LoadState", "ActiveState", "SubState", "UnitFileState", "FragmentPath", "DropInPaths",
-    "User", "Group", "ExecStart", "ExecStartPre", "MainPID", "NeedDaemonReload", "Environment",
-    "PrivateDevices", "DevicePolicy", "DeviceAllow", "SupplementaryGroups", "ProtectHome",
-    "ProtectSystem", "ReadWritePaths", "BindPaths", "InaccessiblePaths", "After", "MemoryMax",
-)
 LOG_LINES = 2000
-
-
-@dataclass(frozen=True)
-class HttpAnswer:
-    """One GET to the server: status and body, or why there is none."""
-
-    url: str
-    status: int | None
-    body: str = ""
-    error: str = ""
-
-    def json(self) -> Any:
-        try:
-            return json.loads(self.body)
-        except ValueError:
-            return None
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """A model manifest from the store: its name and the blobs it needs."""
-
-    name: str
-    path: Path
-    digests: tuple[str, ...]
-    size_bytes: int   # in bytes, the sum of its layers
 
 
 class Probe:
@@ -96,28 +64,28 @@ class Probe:
             return None
 
     # -- the service ----------------------------------------------------------------------
-    @property
-    def no_systemd_reason(self) -> str | None:
-        if self.ctx.host.has_systemd:
+    @cached_property
+    def platform(self) -> Platform:
+        """The platform unit of this host, chosen once: it answers what differs by OS."""
+        from ollamactl.service.platforms import for_host
+
+        return for_host(self.ctx)
+
+    @cached_property
+    def install_record(self) -> InstallManifest | None:
+        """What install recorded here; None when nothing is installed or the record cannot
+        be read."""
+        try:
+            return self.platform.load_manifest()
+        except (OllamactlError, OSError) as exc:
+            log.debug("install manifest: %s", exc)
             return None
-        return "systemd is not PID 1" if self.ctx.host.os_name == "linux" \
-            else f"no systemd on {self.ctx.host.os_name}"
 
     @cached_property
     def unit(self) -> dict[str, str]:
-        """``systemctl show ollama -p ...``; repeated keys (DeviceAllow) joined by newlines."""
-        if self.no_systemd_reason:
-            return {}
-        result = self.run("systemctl", "show", SERVICE, "--no-pager",
-                          *(f"-p{p}" for p in UNIT_PROPERTIES), why="read the unit's state")
-        props: dict[str, str] = {}
-        if result is None or not result.ok:
-            return props
-        for line in result.stdout.splitlines():
-            key, sep, value = line.partition("=")
-            if sep:
-                props[key] = f"{props[key]}\n{value}" if props.get(key) else value
-        return props
+        """What systemd says about the unit (``systemctl show``; repeated keys such as
+        DeviceAllow joined by newlines); {} where the platform has no systemd unit."""
+        return self.platform.unit_properties()
 
     @property
     def unit_installed(self) -> bool:
@@ -127,10 +95,8 @@ class Probe:
     def service_state(self) -> ServiceState | None:
         """The service as its manager sees it (systemd or the watchdog), or None."""
         try:
-            from ollamactl.service import get_service_manager
-
-            return get_service_manager(self.ctx).status()
-        except (ImportError, OllamactlError, OSError, NotImplementedError) as exc:
+            return self.platform.service_manager().status()
+        except (OllamactlError, OSError, NotImplementedError) as exc:
             log.debug("service state: %s", exc)
             return None
 
@@ -169,10 +135,9 @@ class Probe:
                     env[key] = value
             return env
         try:
-            from ollamactl.service import service_environ
-
-            return service_environ(self.ctx)
-        except (ImportError, OllamactlError, OSError) as exc:
+            store = self.platform.env_store()
+            return dict(store.read()) if store is not None else None
+        except (OllamactlError, OSError) as exc:
             log.debug("env store: %s", exc)
             return None
 
@@ -206,17 +171,9 @@ class Probe:
     def http(self, path: str) -> HttpAnswer:
         """GET ``path`` at the client URL (0.0.0.0 -> 127.0.0.1) with a short timeout."""
         if path not in self._http:
-            import requests
-
-            url = self.client_address.client_url.rstrip("/") + path
-            try:
-                response = requests.get(url, timeout=(self.http_timeout_s, 2.0))
-                answer = HttpAnswer(url, response.status_code, response.text[:65536])
-            except requests.RequestException as exc:
-                reason = "connection refused" if isinstance(exc, requests.ConnectionError) \
-                    else type(exc).__name__
-                answer = HttpAnswer(url, None, error=reason)
-            self._http[path] = answer
+            with Client(self.client_address.client_url, connect_timeout_s=self.http_timeout_s,
+                        read_timeout_s=2.0) as client:
+                self._http[path] = client.get(path)
         return self._http[path]
 
     # -- GPUs, logs, models ---------------------------------------------------------------
@@ -238,19 +195,11 @@ class Probe:
         return [text for line in lines if (text := self_written(line)) is not None]
 
     def _raw_log_lines(self) -> list[str] | None:
-        if self.unit_installed:
-            result = self.run("journalctl", "-u", SERVICE, "-n", str(LOG_LINES), "--no-pager",
-                              "-o", "cat", why="read the service's recent log")
-            return result.stdout.splitlines() if result is not None and result.ok else None
-        if self.unit or not self.service_installed:
+        if not self.service_installed:
             return None
         try:
-            from ollamactl.service import get_service_manager
-            from ollamactl.service.base import LogQuery
-
-            source = get_service_manager(self.ctx).log_source()
-            return list(source.read(LogQuery(lines=LOG_LINES)))
-        except (ImportError, OllamactlError, OSError, NotImplementedError) as exc:
+            return self.platform.recent_log_lines(LOG_LINES)
+        except (OllamactlError, OSError, NotImplementedError) as exc:
             log.debug("logs: %s", exc)
             return None
 
@@ -268,28 +217,9 @@ class Probe:
         return self.path(raw) if raw.startswith("/") else Path(raw)
 
     @cached_property
-    def manifests(self) -> list[Manifest]:
-        """Every manifest under models/manifests that parses (others are listed as strays)."""
-        base = self.models_dir / "manifests"
-        found = []
-        if base.is_dir():
-            for path in sorted(p for p in base.rglob("*") if p.is_file()):
-                manifest = _read_manifest(base, path)
-                if manifest is not None:
-                    found.append(manifest)
-        return found
+    def manifests(self) -> list[ManifestSummary]:
+        """The manifests the server would find in :attr:`models_dir`, read through its store
+        (:meth:`Store.summaries`: read-only, so a staged root or another user's store works)."""
+        from ollamactl.runtime.store.manifests import Store
 
-
-def _read_manifest(base: Path, path: Path) -> Manifest | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    layers = [item for item in [data.get("config"), *data.get("layers", [])]
-              if isinstance(item, dict) and isinstance(item.get("digest"), str)]
-    size = sum(int(item.get("size", 0)) for item in layers if isinstance(item.get("size"), int))
-    rel = path.relative_to(base).parts
-    name = f"{'/'.join(rel[:-1])}:{rel[-1]}" if len(rel) > 1 else rel[0]
-    return Manifest(name, path, tuple(item["digest"] for item in layers), size)
+        return Store(self.models_dir).summaries()

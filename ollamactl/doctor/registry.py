@@ -1,26 +1,24 @@
-"""The check registry: each check is a small function of a Probe, registered by id and area."""
+"""The check registry: each check is a small function of a Probe, registered by id and area.
+
+A leaf (it imports only :mod:`ollamactl.doctor.finding`): the platform units under
+``ollamactl.service`` register their own checks here, for their platform only, without an
+import cycle. :mod:`ollamactl.doctor.suite` imports every module that holds checks and runs them.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
-import logging
-import time
-from collections.abc import Callable, Iterable
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ollamactl.doctor.finding import FAIL, SKIP, Finding
-from ollamactl.doctor.probe import Probe
-from ollamactl.errors import OllamactlError
+from ollamactl.doctor.finding import Finding, skip
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from ollamactl.doctor.probe import Probe
+    from ollamactl.service.base import Platform
 
-CheckFn = Callable[[Probe], Finding]
-
-#: The modules that hold checks, in the order their findings are shown.
-CHECK_MODULES = ("checks_service", "checks_network", "checks_exposure", "checks_settings",
-                 "checks_storage", "checks_system", "checks_gpu", "checks_amd", "checks_logs",
-                 "checks_platform")
+CheckFn = Callable[["Probe"], Finding]
 
 
 @dataclass(frozen=True)
@@ -29,47 +27,42 @@ class Check:
     title: str
     area: str
     func: CheckFn
+    #: The platform units (or their shared base) the check applies to; () for every one.
+    platforms: tuple[type[Platform], ...] = ()
+    #: Shown right after this check (a platform's check beside the generic ones of its kind).
+    after: str | None = None
+    #: The module that defines it: checks are shown in the order of their modules.
+    module: str = ""
 
 
 CHECKS: dict[str, Check] = {}
 
 
-def check(check_id: str, title: str, *, area: str) -> Callable[[CheckFn], CheckFn]:
-    """Register ``func`` as the check ``check_id`` (``area.name``)."""
+def check(check_id: str, title: str, *, area: str, platforms: Sequence[type[Platform]] = (),
+          after: str | None = None) -> Callable[[CheckFn], CheckFn]:
+    """Register ``func`` as the check ``check_id`` (``area.name``).
+
+    With ``platforms``, the check runs only where the probe's platform is one of them and
+    skips elsewhere ("not systemd (linux-watchdog)"); the function it returns does the same
+    when called directly.
+    """
     def register(func: CheckFn) -> CheckFn:
         if check_id in CHECKS:
             raise ValueError(f"duplicate doctor check {check_id}")
-        CHECKS[check_id] = Check(check_id, title, area, func)
-        return func
+        guarded = _only_on(platforms, func) if platforms else func
+        CHECKS[check_id] = Check(check_id, title, area, guarded, tuple(platforms), after,
+                                 func.__module__)
+        return guarded
     return register
 
 
-def all_checks() -> list[Check]:
-    for name in CHECK_MODULES:
-        importlib.import_module(f"ollamactl.doctor.{name}")
-    return list(CHECKS.values())
+def _only_on(platforms: Sequence[type[Platform]], func: CheckFn) -> CheckFn:
+    kinds = tuple(platforms)
+    families = " or ".join(dict.fromkeys(p.family for p in platforms))
 
-
-def run_checks(probe: Probe, only: Iterable[str] = ()) -> list[Finding]:
-    """Run every check (or those whose id or area is in ``only``), in registry order.
-
-    An expected failure while inspecting (a command that failed, a file that cannot be read)
-    becomes that check's finding; a bug keeps its traceback.
-    """
-    wanted = set(only)
-    findings = []
-    for item in all_checks():
-        if wanted and item.id not in wanted and item.area not in wanted:
-            continue
-        started = time.perf_counter()
-        try:
-            finding = item.func(probe)
-        except OllamactlError as exc:
-            finding = Finding("", FAIL, f"could not inspect: {exc.message}", exc.hint or "")
-        except OSError as exc:
-            finding = Finding("", SKIP, f"could not inspect: {exc.strerror or exc}")
-        log.debug("doctor %s: %s in %.1f ms", item.id, finding.status,
-                  (time.perf_counter() - started) * 1000)
-        findings.append(dataclasses.replace(finding, id=item.id, title=item.title,
-                                            area=item.area))
-    return findings
+    @functools.wraps(func)
+    def guarded(p: Probe) -> Finding:
+        if not isinstance(p.platform, kinds):
+            return skip(f"not {families} ({p.platform.name})")
+        return func(p)
+    return guarded

@@ -19,12 +19,12 @@ from pathlib import Path
 
 from ollamactl.gpu.na import NA, NaType
 from ollamactl.gpu.support import AMD_DEVICE_NAMES, gfx_from_target_version
+from ollamactl.humanize import GIB
 
 log = logging.getLogger(__name__)
 
 AMD_VENDOR_ID = 0x1002
 KFD_NODES = "sys/class/kfd/kfd/topology/nodes"
-GIB = 1024**3
 
 #: Where ROCm (or Ollama's bundled ROCm) keeps rocBLAS kernels: one file per supported target.
 ROCBLAS_DIRS = ("opt/rocm/lib/rocblas/library", "usr/lib/ollama/rocm/rocblas/library",

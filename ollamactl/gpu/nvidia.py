@@ -107,13 +107,14 @@ class Nvml:
             atexit.register(self.shutdown)
 
     def _init_bounded(self) -> None:
+        lib = self.lib   # first: without nvidia-ml-py this raises NvmlUnavailable, not ImportError
         import pynvml
 
         outcome: list[BaseException | None] = []
 
         def target() -> None:
             try:
-                self.lib.nvmlInit()
+                lib.nvmlInit()
                 outcome.append(None)
             except BaseException as exc:  # handed to the caller's thread below
                 outcome.append(exc)
@@ -139,9 +140,9 @@ class Nvml:
         Raises:
             NvmlUnavailable: only from the (lazy) init, see :meth:`init`.
         """
+        self.init()
         import pynvml
 
-        self.init()
         func: Callable[..., Any] | None = getattr(self.lib, name, None)
         if func is None:
             log.debug("NVML binding has no %s", name)
@@ -236,6 +237,22 @@ def read_nvidia(nvml: Nvml) -> NvidiaReport:
             continue
         devices.append(_read_device(nvml, index, handle))
     return NvidiaReport(driver, cuda_text, tuple(devices))
+
+
+def read_free_vram(nvml: Nvml) -> list[int | NaType]:
+    """Free bytes per device in NVML's order (``nvidia-smi --query-gpu=memory.free``), and
+    nothing else: the server asks before each model load. NA for a device whose handle or
+    memory NVML would not give (``NotSupported`` on unified-memory boards).
+
+    Raises:
+        NvmlUnavailable: NVML cannot be initialised (see :meth:`Nvml.init`).
+    """
+    free: list[int | NaType] = []
+    for index in range(int(nvml.query("nvmlDeviceGetCount", default=0))):
+        handle = nvml.query("nvmlDeviceGetHandleByIndex", index)
+        memory = NA if handle is NA else nvml.query("nvmlDeviceGetMemoryInfo", handle)
+        free.append(NA if memory is NA else int(memory.free))   # in bytes
+    return free
 
 
 def _read_device(nvml: Nvml, index: int, handle: Any) -> NvidiaDevice:

@@ -4,6 +4,9 @@ Uninstall reverses exactly what is listed under ``created`` and never touches an
 so it cannot guess wrong (Ollama's own docs remove ``$(which ollama | tr 'bin' 'lib')``).
 Re-running install merges into the existing manifest: what the first install created stays
 "created", what existed before it stays "existed".
+
+Where the file lives is each platform's business (its layout's ``manifest_path``); this module
+only reads and writes the file it is given.
 """
 
 from __future__ import annotations
@@ -12,8 +15,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ollamactl.context import Context
-from ollamactl.install.layout import MANIFEST_PATH
+from ollamactl.errors import OllamactlError
 
 FORMAT = 1
 
@@ -22,7 +24,9 @@ FORMAT = 1
 class Manifest:
     """One install, as recorded on disk (paths are target paths, without ``--root``)."""
 
-    backend: str = ""                                   # systemd | watchdog | staged
+    #: systemd | staged | watchdog | launchd-agent | launchd-daemon | windows-task |
+    #: windows-service: the platform unit that owns this install (its ``backends``)
+    backend: str = ""
     user: str = ""
     group: str = ""
     exec_argv: list[str] = field(default_factory=list)
@@ -72,28 +76,18 @@ class Manifest:
         return cls(**known)
 
 
-def manifest_path(ctx: Context) -> Path:
-    if ctx.host.os_name != "linux":
-        from ollamactl.install import platforms
+def load(path: Path, *, shown: str | None = None) -> Manifest | None:
+    """The manifest at ``path`` (named ``shown`` in messages), or None when nothing is
+    installed.
 
-        return platforms.manifest_file(ctx)
-    return ctx.path(MANIFEST_PATH)
-
-
-def load(ctx: Context) -> Manifest | None:
-    """The manifest of the install under ``ctx.root``, or None when nothing is installed."""
+    Raises:
+        OllamactlError: the file is there but damaged.
+    """
     try:
-        return Manifest.from_json(manifest_path(ctx).read_text())
+        return Manifest.from_json(path.read_text())
     except FileNotFoundError:
         return None
     except (ValueError, TypeError) as exc:
-        from ollamactl.errors import OllamactlError
-
-        raise OllamactlError(f"the install manifest {manifest_path(ctx)} is damaged: {exc}",
+        raise OllamactlError(f"the install manifest {shown or path} is damaged: {exc}",
                              hint="fix or remove it; uninstall needs it to know what to "
                                   "remove") from exc
-
-
-def save(ctx: Context, manifest: Manifest) -> bool:
-    return ctx.runner.write_file(manifest_path(ctx), manifest.to_json(), mode=0o644,
-                                 why="remember what install created", backup=False)

@@ -15,17 +15,19 @@ import os
 import shutil
 import sys
 import sysconfig
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ollamactl.context import Context
 from ollamactl.errors import OllamactlError
-from ollamactl.install.layout import RUNTIME_DIR
+from ollamactl.install.manifest import Manifest
 from ollamactl.install.users import Account, blocked_parents, can_access
-from ollamactl.service.systemd import is_under_home
 from ollamactl.system import Cmd, PlanStep, cmd
 
+#: Where the self-contained runtime is built, when the service user cannot use this one.
+RUNTIME_DIR = "/opt/ollamactl"
 _EDITABLE_MARKERS = ("__editable__", "_editable_impl_")
 STAMP = f"{RUNTIME_DIR}/built-from.sha256"
 
@@ -59,11 +61,14 @@ def built_runtime() -> Runtime:
     return Runtime(f"{venv}/bin/python", venv, built=True)
 
 
-def why_unusable(runtime: Runtime, account: Account, *, staged_root: Path | None = None) -> str:
+def why_unusable(runtime: Runtime, account: Account, *, hidden: Callable[[str], bool],
+                 staged_root: Path | None = None) -> str:
     """Why ``account`` could not run ``runtime`` under the hardened unit ("" when it can).
 
     Checks mode bits on the interpreter (resolved), the environment, its site-packages and the
-    ollamactl package; ``staged_root`` maps a built runtime's target paths to the staging tree.
+    ollamactl package; ``hidden`` says which paths the service's sandbox hides (home
+    directories, for systemd's ProtectHome); ``staged_root`` maps a built runtime's target
+    paths to the staging tree.
     """
     def local(path: str) -> Path:
         if staged_root is not None and runtime.built:
@@ -85,7 +90,7 @@ def why_unusable(runtime: Runtime, account: Account, *, staged_root: Path | None
                    (package, os.R_OK | os.X_OK)]
     for path, want in checks:
         shown = str(path)
-        if not runtime.built and is_under_home(shown):
+        if not runtime.built and hidden(shown):
             return f"{shown} is under a home directory, which the hardened unit hides"
         if not path.exists():
             return f"{shown} does not exist"
@@ -135,15 +140,10 @@ def self_test(ctx: Context, runtime: Runtime) -> list[str]:
     return lines or ["CPU runtime: self-test passed"]
 
 
-def service_python(ctx: Context) -> str:
-    """The interpreter the installed service runs (its runtime may be /opt's copy), else this
-    one: the runtime whose CPU libraries doctor and ``ollamactl runtime`` judge."""
-    from ollamactl.install import manifest
-
-    try:
-        record = manifest.load(ctx)
-    except (OllamactlError, OSError, ValueError):
-        record = None
+def service_python(ctx: Context, record: Manifest | None) -> str:
+    """The interpreter the service installed as ``record`` runs (its runtime may be /opt's
+    copy), else this one: the runtime whose CPU libraries doctor and ``ollamactl runtime``
+    judge."""
     if record is not None and record.exec_argv and ctx.path(record.exec_argv[0]).exists():
         return record.exec_argv[0]
     return sys.executable

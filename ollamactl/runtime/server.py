@@ -37,7 +37,7 @@ def serve(environ: Mapping[str, str] | None = None) -> None:
     """Run the server in the foreground until interrupted."""
     import uvicorn
 
-    from ollamactl.runtime.app import create_app, setup_server_logging
+    from ollamactl.runtime.http.app import create_app, setup_server_logging
 
     env = os.environ if environ is None else environ
     config = load_server_config(env, hostmod.detect(), service=False)

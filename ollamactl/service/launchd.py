@@ -29,7 +29,7 @@ from ollamactl.context import Context
 from ollamactl.errors import CommandFailed, ServiceError, UnsupportedPlatform, UsageError
 from ollamactl.service.base import ServiceManager, ServiceState
 from ollamactl.service.env import EnvStore
-from ollamactl.service.logfiles import ServerLogFile
+from ollamactl.service.logfiles import LogFile
 from ollamactl.system import Cmd, CmdResult, cmd
 
 LABEL = "com.ollamactl.ollama"
@@ -395,12 +395,8 @@ class LaunchdManager(ServiceManager):
     def env_store(self) -> PlistEnvStore:
         return PlistEnvStore(self.ctx, self.layout)
 
-    def log_source(self) -> ServerLogFile:
-        return ServerLogFile(self.ctx.path(self.layout.log_path))
-
-
-def launchd_manager(ctx: Context, account: MacAccount | None = None) -> LaunchdManager:
-    return LaunchdManager(ctx, LaunchdLayout.detect(ctx, account))
+    def log_source(self) -> LogFile:
+        return LogFile(self.ctx.path(self.layout.log_path))
 
 
 # -- doctor helpers (users-and-security C39) --------------------------------------------------

@@ -22,9 +22,10 @@ from pathlib import Path, PurePosixPath
 from ollamactl import settings, templating
 from ollamactl.context import Context
 from ollamactl.errors import UnsupportedPlatform, UsageError
-from ollamactl.service.base import SERVICE_NAME, LogQuery, LogSource, ServiceManager, ServiceState
+from ollamactl.identity import GPU_GROUPS, SERVICE_GROUP, SERVICE_HOME, SERVICE_NAME, SERVICE_USER
+from ollamactl.service.base import LogQuery, LogSource, ServiceManager, ServiceState
 from ollamactl.service.env import EnvStore, file_lines
-from ollamactl.system import Cmd, cmd
+from ollamactl.system import Cmd, Runner, cmd
 
 UNIT = f"{SERVICE_NAME}.service"
 UNIT_PATH = f"/etc/systemd/system/{UNIT}"
@@ -45,9 +46,9 @@ class UnitSpec:
     """Everything the unit template needs; rendering is a pure function of it."""
 
     exec_argv: tuple[str, ...]
-    user: str = "ollama"
-    group: str = "ollama"
-    home: str = "/usr/share/ollama"
+    user: str = SERVICE_USER
+    group: str = SERVICE_GROUP
+    home: str = SERVICE_HOME
     supplementary_groups: tuple[str, ...] = ()
     environment: tuple[tuple[str, str], ...] = ()
     read_write_paths: tuple[str, ...] = ("/usr/share/ollama",)
@@ -345,15 +346,20 @@ def is_under_home(directory: str) -> bool:
 # -- journalctl ------------------------------------------------------------------------------
 
 class JournalLogSource(LogSource):
-    """``journalctl -u ollama``; ``follow`` polls with ``--after-cursor`` through the runner."""
+    """``journalctl -u ollama``; ``follow`` polls with ``--after-cursor`` through the runner.
 
-    def __init__(self, ctx: Context, *, poll_s: float = 1.0) -> None:
+    ``output`` is journalctl's ``-o``: ``short-iso`` for people, ``cat`` (the messages alone)
+    for doctor, which reads what the server wrote.
+    """
+
+    def __init__(self, ctx: Context, *, poll_s: float = 1.0, output: str = "short-iso") -> None:
         self.ctx = ctx
         self.location = f"journalctl -u {UNIT}"
         self.poll_s = poll_s
+        self.output = output
 
     def command(self, query: LogQuery, cursor: str | None = None) -> Cmd:
-        argv = ["journalctl", "-u", UNIT, "--no-pager", "-o", "short-iso"]
+        argv = ["journalctl", "-u", UNIT, "--no-pager", "-o", self.output]
         if cursor is not None:
             argv += ["--after-cursor", cursor]
         else:
@@ -385,6 +391,29 @@ _SHOW_PROPERTIES = ("LoadState", "ActiveState", "SubState", "UnitFileState", "Ma
                     "ExecMainStartTimestamp", "FragmentPath", "Result")
 
 
+def show_unit(runner: Runner, properties: Sequence[str], *,
+              timeout_s: float | None = 120.0) -> dict[str, str]:
+    """``systemctl show ollama.service --property=...``: the one reader of the unit's state
+    (``status``, doctor). Timestamps as ``@<unix time>``; a repeated key (``DeviceAllow=``) has
+    its values joined by newlines; {} when systemctl fails.
+
+    Raises:
+        CommandFailed: systemctl is missing or timed out.
+    """
+    result = runner.run(cmd("systemctl", "show", UNIT, "--no-pager", "--timestamp=unix",
+                            *(f"--property={p}" for p in properties),
+                            why="read the unit's state", mutates=False, check=False,
+                            timeout_s=timeout_s))
+    props: dict[str, str] = {}
+    if not result.ok:
+        return props
+    for line in result.stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            props[key] = f"{props[key]}\n{value}" if props.get(key) else value
+    return props
+
+
 class SystemdManager(ServiceManager):
     """The ollama.service unit through systemctl (or offline, under a staging root)."""
 
@@ -405,10 +434,7 @@ class SystemdManager(ServiceManager):
             return ServiceState(self.name, installed=unit_path.exists(), active="unknown",
                                 enabled=enabled.is_symlink(), definition=str(unit_path),
                                 detail=f"staged under {self.ctx.root}; nothing runs there")
-        result = self.ctx.runner.run(self.systemctl(
-            "show", UNIT, "--timestamp=unix", *(f"--property={p}" for p in _SHOW_PROPERTIES),
-            why="read the unit's state", mutates=False, check=False))
-        props = dict(line.partition("=")[::2] for line in result.stdout.splitlines())
+        props = show_unit(self.ctx.runner, _SHOW_PROPERTIES)
         pid = int(props.get("MainPID") or 0) or None
         started = props.get("ExecMainStartTimestamp", "")
         return ServiceState(
@@ -468,4 +494,4 @@ class SystemdManager(ServiceManager):
 def unit_groups(existing: Sequence[str]) -> tuple[str, ...]:
     """SupplementaryGroups= for the unit: render and video, where the host has them (a group
     that does not exist makes the unit fail to start)."""
-    return tuple(g for g in ("render", "video") if g in existing)
+    return tuple(g for g in GPU_GROUPS if g in existing)

@@ -32,7 +32,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -48,8 +48,9 @@ from ollamactl.service._posix import (
     terminate_tree,
     write_pid_file,
 )
-from ollamactl.service.base import LogQuery, LogSource, ServiceManager, ServiceState
+from ollamactl.service.base import ServiceManager, ServiceState
 from ollamactl.service.env import EnvStore, file_lines
+from ollamactl.service.logfiles import LogFile
 from ollamactl.system import Cmd, PlanStep, Runner, atomic_write
 
 FIRST_RESTART_DELAY_S = 1.0
@@ -154,7 +155,7 @@ def _parse_env_line(line: str) -> tuple[str, str] | None:
     return name.rstrip(" \t"), value
 
 
-# -- the log file ------------------------------------------------------------------------------
+# -- the log file (written here; read by ollamactl.service.logfiles) ---------------------------
 
 class RotatingLog:
     """Append timestamped lines; rotate ``ollama.log`` -> ``.1`` -> ``.2`` ... at ``max_bytes``."""
@@ -189,99 +190,6 @@ class RotatingLog:
             os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
         else:
             self.path.unlink()
-
-
-def rotated_files(path: Path) -> list[Path]:
-    """The log and its rotated copies, oldest first."""
-    older = sorted((p for p in path.parent.glob(path.name + ".*") if p.suffix[1:].isdigit()),
-                   key=lambda p: -int(p.suffix[1:]))
-    return [*older, *([path] if path.exists() else [])]
-
-
-def line_time(line: str) -> float | None:
-    """The unix time at the start of a log line written by :class:`RotatingLog`."""
-    stamp, _, _ = line.partition(" ")
-    try:
-        return datetime.fromisoformat(stamp).timestamp()
-    except ValueError:
-        return None
-
-
-class WatchdogLogSource(LogSource):
-    """Reads the watchdog's rotated log files; ``follow`` polls for appended lines."""
-
-    def __init__(self, path: Path, *, poll_s: float = 0.5) -> None:
-        self.path = path
-        self.location = str(path)
-        self.poll_s = poll_s
-
-    def files(self) -> list[Path]:
-        """The log and its rotated copies, oldest first."""
-        return rotated_files(self.path)
-
-    @staticmethod
-    def stamp(line: str) -> float | None:
-        """The unix time a line starts with, or None when it carries no stamp."""
-        return line_time(line)
-
-    def read(self, query: LogQuery) -> Iterator[str]:
-        start = _tail_position(self.path)  # before reading, so no line falls in between
-        lines: list[str] = []
-        for file in self.files():
-            with contextlib.suppress(FileNotFoundError):
-                lines.extend(file.read_text(errors="replace").splitlines())
-        if query.since is not None:
-            lines = lines_since(lines, query.since, self.stamp)
-        if query.lines is not None:
-            lines = lines[-query.lines:] if query.lines > 0 else []
-        yield from lines
-        if query.follow:
-            yield from self._follow(*start)
-
-    def _follow(self, position: int, inode: int) -> Iterator[str]:
-        """New lines appended after ``position`` of the file ``inode``."""
-        pending = b""
-        while True:
-            try:
-                stat = self.path.stat()
-            except FileNotFoundError:
-                time.sleep(self.poll_s)
-                continue
-            if stat.st_ino != inode or stat.st_size < position:
-                position, inode = 0, stat.st_ino  # rotated: the new file starts empty
-            if stat.st_size > position:
-                with self.path.open("rb") as src:
-                    src.seek(position)
-                    chunk = src.read()
-                position += len(chunk)
-                pending += chunk
-                *complete, pending = pending.split(b"\n")
-                for raw in complete:
-                    yield raw.decode(errors="replace")
-            else:
-                time.sleep(self.poll_s)
-
-
-def _tail_position(path: Path) -> tuple[int, int]:
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
-        return 0, -1
-    return stat.st_size, stat.st_ino
-
-
-def lines_since(lines: list[str], start: float,
-                stamp_of: Callable[[str], float | None]) -> list[str]:
-    """The lines stamped at or after ``start`` (unstamped lines follow their predecessor)."""
-    kept: list[str] = []
-    keep = False
-    for line in lines:
-        stamp = stamp_of(line)
-        if stamp is not None:
-            keep = stamp >= start
-        if keep:
-            kept.append(line)
-    return kept
 
 
 # -- the state file ----------------------------------------------------------------------------
@@ -603,8 +511,8 @@ class WatchdogManager(ServiceManager):
     def env_store(self) -> EnvFileStore:
         return EnvFileStore(self.paths.env_file, runner=self.ctx.runner)
 
-    def log_source(self) -> WatchdogLogSource:
-        return WatchdogLogSource(self.paths.log_file)
+    def log_source(self) -> LogFile:
+        return LogFile(self.paths.log_file)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ runner (schtasks), :class:`Registry` (winreg) and :class:`SettingBroadcaster` (u
 ctypes). ``winreg`` and ``ctypes.windll`` are imported only inside the real facades.
 
 ``install --system`` makes a Windows service instead (:mod:`ollamactl.service.windows_system`);
-:func:`windows_manager` picks it when only its manifest exists.
+the platform units (:mod:`ollamactl.service.windows_task`, :mod:`ollamactl.service.windows_service`)
+use this module's account, paths, registry and log helpers.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import contextlib
 import importlib
 import json
 import os
+import runpy
 import subprocess
 import sys
 from abc import ABC, abstractmethod
@@ -32,7 +34,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PureWindowsPath
-from typing import TYPE_CHECKING, Any, Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 from ollamactl import settings, templating
 from ollamactl.context import Context
@@ -40,11 +42,8 @@ from ollamactl.errors import PrivilegeError, ServiceError, UnsupportedPlatform, 
 from ollamactl.logrecords import private_opener
 from ollamactl.service.base import ServiceManager, ServiceState
 from ollamactl.service.env import EnvStore
-from ollamactl.service.logfiles import ServerLogFile
+from ollamactl.service.logfiles import LogFile
 from ollamactl.system import Cmd, PlanStep, cmd
-
-if TYPE_CHECKING:
-    from ollamactl.service.windows_system import WindowsServiceManager
 
 TASK_NAME = "\\ollamactl\\Ollama"
 HKCU, HKLM = "HKEY_CURRENT_USER", "HKEY_LOCAL_MACHINE"
@@ -118,6 +117,11 @@ class WindowsLayout:
     @property
     def manifest_path(self) -> PureWindowsPath:
         return self.program_dir / "install-manifest.json"
+
+    @property
+    def state_dir(self) -> PureWindowsPath:
+        """ollamactl's own records (the manifest)."""
+        return self.program_dir
 
     @property
     def ledger_path(self) -> PureWindowsPath:
@@ -563,22 +567,8 @@ class TaskSchedulerManager(ServiceManager):
         return RegistryEnvStore(self.ctx, self.layout, self.registry or open_registry(),
                                 self.broadcaster or open_broadcaster())
 
-    def log_source(self) -> ServerLogFile:
-        return ServerLogFile(local_path(self.ctx, self.layout.log_path))
-
-
-def windows_manager(ctx: Context, account: WindowsAccount | None = None
-                    ) -> TaskSchedulerManager | WindowsServiceManager:
-    """The Windows service (``install --system``) when only its manifest exists, else the
-    logon task (as LaunchdLayout.detect picks the daemon)."""
-    from ollamactl.service.windows_system import ServiceLayout, WindowsServiceManager
-
-    layout = WindowsLayout.for_host(account)
-    service = ServiceLayout.for_host(layout.account)
-    if not local_path(ctx, layout.manifest_path).exists() \
-            and local_path(ctx, service.manifest_path).exists():
-        return WindowsServiceManager(ctx, service)
-    return TaskSchedulerManager(ctx, layout)
+    def log_source(self) -> LogFile:
+        return LogFile(local_path(self.ctx, self.layout.log_path))
 
 
 # -- doctor helpers (users-and-security C40) --------------------------------------------------
@@ -631,14 +621,17 @@ def open_server_log(log_path: Path) -> TextIO:
 
 
 def serve_logged(log_path: Path) -> None:
-    """Rotate the log, send this process's output (and its runners') there, run the server."""
+    """Rotate the log, send this process's output (and its runners') there, and run
+    ``ollamactl serve`` in this very process, as every other service manager runs it (here,
+    not as a child: ``schtasks /End`` then stops the server itself). It runs through the
+    command line's own entry point, so this backend does not depend on the server's modules.
+    """
     stream = open_server_log(log_path)
     os.dup2(stream.fileno(), 1)
     os.dup2(stream.fileno(), 2)
     sys.stdout = sys.stderr = stream
-    from ollamactl.runtime.server import serve
-
-    serve()
+    sys.argv = [sys.argv[0], "serve"]
+    runpy.run_module("ollamactl", run_name="__main__", alter_sys=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

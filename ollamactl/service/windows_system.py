@@ -28,10 +28,11 @@ from pathlib import Path, PureWindowsPath
 from ollamactl import settings
 from ollamactl.context import Context
 from ollamactl.errors import ServiceError, UnsupportedPlatform, UsageError
+from ollamactl.identity import SERVICE_NAME
 from ollamactl.service import windows
-from ollamactl.service.base import SERVICE_NAME, ServiceManager, ServiceState
+from ollamactl.service.base import ServiceManager, ServiceState
 from ollamactl.service.env import EnvStore
-from ollamactl.service.logfiles import ServerLogFile
+from ollamactl.service.logfiles import LogFile
 from ollamactl.service.windows import (
     HKLM,
     MACHINE_ENV_KEY,
@@ -93,6 +94,11 @@ class ServiceLayout:
     @property
     def manifest_path(self) -> PureWindowsPath:
         return self.program_dir / "install-manifest.json"
+
+    @property
+    def state_dir(self) -> PureWindowsPath:
+        """ollamactl's own records (the manifest)."""
+        return self.program_dir
 
     @property
     def data_dir(self) -> PureWindowsPath:
@@ -383,5 +389,5 @@ class WindowsServiceManager(ServiceManager):
             raise UnsupportedPlatform("the Windows registry cannot be staged under --root")
         return ServiceEnvStore(self.ctx, self.registry or windows.open_registry())
 
-    def log_source(self) -> ServerLogFile:
-        return ServerLogFile(local_path(self.ctx, self.layout.log_path))
+    def log_source(self) -> LogFile:
+        return LogFile(local_path(self.ctx, self.layout.log_path))

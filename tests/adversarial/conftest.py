@@ -18,12 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
-import requests
 
-from ollamactl.runtime import bundled
-from tests.integration.server_process import GEMMA3, SMOLLM2, make_store, running_server
+from ollamactl.runtime.store import bundled
+from tests.integration.server_process import GEMMA3, SMOLLM2, Server, serving
 
 RESULTS_ENV = "OLLAMACTL_RELIABILITY_JSON"
 CLASSES = {
@@ -139,39 +137,6 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 # -- the shared server --------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Server:
-    """A running `ollamactl serve` and the paths around it."""
-
-    url: str
-    pid: int
-    models: Path
-    log: Path
-
-    def post(self, path: str, body: Any, timeout: float = 120) -> requests.Response:
-        return requests.post(self.url + path, json=body, timeout=timeout)
-
-    def runners(self) -> list[psutil.Process]:
-        try:
-            children = psutil.Process(self.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            return []
-        found = []
-        for child in children:
-            try:
-                if "ollamactl.runtime.runner" in " ".join(child.cmdline()):
-                    found.append(child)
-            except psutil.NoSuchProcess:
-                continue
-        return found
-
-    def is_alive(self) -> bool:
-        try:
-            return requests.get(self.url + "/api/version", timeout=5).ok
-        except requests.RequestException:
-            return False
-
-
 SHORT_KEEP_ALIVE = "3s"
 
 
@@ -181,13 +146,11 @@ def adv_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     one sequence per runner (so a leaked slot shows), the store under ``root/models`` next to a
     canary file that no request may touch."""
     root = tmp_path_factory.mktemp("adversarial")
-    store = make_store(root / "models")
-    bundled.import_bundled(store, GEMMA3)
     (root / "canary.txt").write_text("canary: must never be read or written\n")
     env = {"OLLAMA_KEEP_ALIVE": SHORT_KEEP_ALIVE, "OLLAMA_NUM_PARALLEL": "1",
            "OLLAMA_MAX_QUEUE": "64", "OLLAMA_MAX_LOADED_MODELS": "2"}
-    with running_server(root / "models", env, root / "server.log") as (url, proc):
-        yield Server(url, proc.pid, root / "models", root / "server.log")
+    with serving(root, env, stock=lambda store: bundled.import_bundled(store, GEMMA3)) as server:
+        yield server
 
 
 __all__ = ["GEMMA3", "SMOLLM2", "Server"]

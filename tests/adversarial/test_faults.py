@@ -22,14 +22,12 @@ import pytest
 import requests
 from fastapi.testclient import TestClient
 
-from ollamactl.context import Context
-from ollamactl.host import HostFacts, detect
-from ollamactl.runtime.app import create_app
-from ollamactl.runtime.store import MEDIA_MODEL, MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST
-from ollamactl.service.watchdog import WatchdogManager, WatchdogPaths
+from ollamactl.host import detect
+from ollamactl.runtime.http.app import create_app
+from ollamactl.runtime.store.models import MEDIA_MODEL, MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST
 from ollamactl.settings import load_server_config
-from ollamactl.system import SystemRunner
 from tests.adversarial.conftest import SMOLLM2, Reliability, Server
+from tests.conftest import Watched
 from tests.integration.server_process import (
     die_with_parent,
     free_port,
@@ -328,35 +326,12 @@ def test_env_set_killed_before_rename_keeps_the_old_file(tmp_path: Path,
 
 # -- the watchdog --------------------------------------------------------------------------------
 
-def test_watchdog_brings_a_killed_server_back(tmp_path: Path, free_port: int,
-                                              linux_host: HostFacts,
-                                              monkeypatch: pytest.MonkeyPatch,
+def test_watchdog_brings_a_killed_server_back(watchdog: Watched,
                                               reliability: Reliability) -> None:
-    paths = WatchdogPaths.in_dir(tmp_path / "state")
-    paths.state_dir.mkdir()
-    paths.env_file.write_text(f"OLLAMA_HOST=127.0.0.1:{free_port}\n"
-                              f"OLLAMA_MODELS={tmp_path / 'models'}\n")
-    monkeypatch.setenv("OLLAMACTL_STATE_DIR", str(paths.state_dir))
-    host = HostFacts(**{**linux_host.__dict__, "init_system": "none"})
-    manager = WatchdogManager(Context(host=host, runner=SystemRunner()), paths,
-                              [sys.executable, "-m", "ollamactl", "serve"], stop_timeout_s=5)
-    url = f"http://127.0.0.1:{free_port}/api/version"
-
-    def answers() -> bool:
-        try:
-            return requests.get(url, timeout=1).ok
-        except requests.RequestException:
-            return False
-
-    def wait_answer(timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not answers():
-            assert time.monotonic() < deadline, "the server did not come back"
-            time.sleep(0.05)
-
+    manager = watchdog.manager
     try:
         manager.start()
-        wait_answer(30)
+        watchdog.wait_up(30)
         for kill in range(3):
             pid = manager.status().pid
             assert pid is not None
@@ -366,8 +341,8 @@ def test_watchdog_brings_a_killed_server_back(tmp_path: Path, free_port: int,
             while manager.status().pid in (None, pid):
                 assert time.monotonic() < deadline, "the watchdog did not restart the server"
                 time.sleep(0.05)
-            wait_answer(30)
+            watchdog.wait_up(30)
             reliability.tried()
     finally:
         manager.stop()
-    assert not answers()
+    assert not watchdog.answers()

@@ -11,8 +11,8 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 
 from ollamactl.host import detect
-from ollamactl.runtime.app import create_app
-from ollamactl.runtime.openapi import openapi_schema
+from ollamactl.runtime.http.app import create_app
+from ollamactl.runtime.http.openapi import openapi_schema
 from ollamactl.settings import load_server_config
 from tests.adversarial.conftest import Reliability, Server
 

@@ -17,7 +17,8 @@ import psutil
 import pytest
 import requests
 
-from ollamactl.runtime.store import MEDIA_MODEL, MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST, Store
+from ollamactl.runtime.store.manifests import Store
+from ollamactl.runtime.store.models import MEDIA_MODEL, MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST
 from tests import gguf_builder as gb
 from tests.adversarial.conftest import Reliability, Server
 

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import pytest
 import requests
 
-from ollamactl.runtime.limits import MAX_JSON_BODY_BYTES
+from ollamactl.runtime.http.limits import MAX_JSON_BODY_BYTES
 from tests.adversarial.conftest import GEMMA3, SMOLLM2, Reliability, Server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -19,7 +19,8 @@ import pytest
 import requests
 
 from ollamactl.context import Context
-from ollamactl.runtime.store import Store
+from ollamactl.runtime.store.create import create_model
+from ollamactl.runtime.store.manifests import Store
 from ollamactl.service.watchdog import RotatingLog
 from ollamactl.service.windows import open_server_log
 from ollamactl.system import RecordingRunner
@@ -54,7 +55,7 @@ class Attacked:
 def attacked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Attacked]:
     root = tmp_path_factory.mktemp("forging")
     store = Store(root / "models")
-    store.create("tiny", model_digest=store.import_file(tiny_model(root / "tiny.gguf")))
+    create_model(store, "tiny", model_digest=store.import_file(tiny_model(root / "tiny.gguf")))
     sent = 0
     with running_server(root / "models", {}, root / "server.log") as (url, _):
         for brk in BREAKS:

@@ -22,8 +22,10 @@ import requests
 from fastapi.testclient import TestClient
 
 from ollamactl.host import detect
-from ollamactl.runtime.app import create_app
-from ollamactl.runtime.store import MEDIA_MODEL, Store
+from ollamactl.runtime.http.app import create_app
+from ollamactl.runtime.store.create import create_model
+from ollamactl.runtime.store.manifests import Store
+from ollamactl.runtime.store.models import MEDIA_MODEL
 from ollamactl.settings import load_server_config
 from tests.adversarial.conftest import Reliability, Server
 from tests.gguf_builder import tiny_model
@@ -148,7 +150,7 @@ def in_process(tmp_path: Path) -> Iterator[tuple[TestClient, Path]]:
     models = tmp_path / "models"
     store = Store(models)
     digest = store.import_file(tiny_model(tmp_path / "tiny.gguf"))
-    store.create("smollm2:135m", model_digest=digest)
+    create_model(store, "smollm2:135m", model_digest=digest)
     (tmp_path / "tiny.gguf").unlink()
     (tmp_path / "canary.txt").write_text("canary\n")
     config = load_server_config({"OLLAMA_MODELS": str(models), "OLLAMA_HOST": "127.0.0.1:9"},

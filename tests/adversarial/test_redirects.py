@@ -26,8 +26,9 @@ from typing import Any
 import pytest
 import requests
 
-from ollamactl.runtime import registry
-from ollamactl.runtime.store import MEDIA_MODEL, Store
+from ollamactl.runtime.store import registry
+from ollamactl.runtime.store.manifests import Store
+from ollamactl.runtime.store.models import MEDIA_MODEL
 from tests.adversarial.conftest import Reliability
 from tests.gguf_builder import build
 from tests.integration.server_process import running_server

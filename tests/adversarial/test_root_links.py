@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from ollamactl.context import Context
-from ollamactl.doctor import Fix
+from ollamactl.doctor.finding import Fix
 from ollamactl.doctor.fixes import apply_fixes, safe_fixes
 from ollamactl.system import RecordingRunner
 from tests.adversarial.conftest import Reliability

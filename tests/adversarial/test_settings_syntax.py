@@ -26,13 +26,11 @@ import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
 from ollamactl import host as hostmod
 from ollamactl import settings
-from ollamactl.cli.app import app
 from ollamactl.context import Context
-from ollamactl.errors import OllamactlError, SettingError, UsageError
+from ollamactl.errors import SettingError, UsageError
 from ollamactl.host import HostFacts
 from ollamactl.service.env import EnvStore
 from ollamactl.service.launchd import LABEL, LaunchdLayout, MacAccount, PlistEnvStore
@@ -43,6 +41,7 @@ from ollamactl.service.windows import WindowsLayout as TaskLayout
 from ollamactl.service.windows_system import ENVIRONMENT_VALUE, SERVICE_KEY, ServiceEnvStore
 from ollamactl.system import RecordingRunner
 from tests.adversarial.conftest import Reliability
+from tests.conftest import Cli, CliRun
 from tests.platform_fakes import (
     FakeRegistry,
     RecordingBroadcaster,
@@ -76,13 +75,6 @@ def reader_lines(text: str) -> list[str]:
     return re.split("\r\n|[\n\r\0\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]", text)
 
 
-def _cli(root: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, ["--root", str(root), *args])
-    if isinstance(result.exception, OllamactlError):
-        return result.exception.exit_code, str(result.exception)
-    return result.exit_code, result.output
-
-
 @pytest.fixture
 def dropin(staging_root: Path) -> Path:
     """A staged systemd install: the unit and a drop-in with the user's own lines."""
@@ -95,43 +87,50 @@ def dropin(staging_root: Path) -> Path:
     return path
 
 
-def test_line_breaks_in_a_value_never_become_drop_in_directives(
+def env(cli: Cli, root: Path, *args: str) -> CliRun:
+    """``ollamactl --root ROOT env ARGS``."""
+    return cli("--root", str(root), "env", *args)
+
+
+def test_line_breaks_in_a_value_never_become_drop_in_directives(cli: Cli,
         dropin: Path, staging_root: Path, reliability: Reliability) -> None:
     for name, template in CARRIERS.items():
         for brk in LINE_BREAKS:
             value = template.format(brk + ROOT_DIRECTIVE)
             before = dropin.read_bytes()
-            code, message = _cli(staging_root, "env", "set", name, value)
+            run = env(cli, staging_root, "set", name, value)
+            code, message = run.code, run.error
             reliability.tried()
             assert code == 2, (name, value, message)
             assert name in message and "\n" not in message
             assert dropin.read_bytes() == before
     # a later, unrelated `env set` re-renders the file: still no line of ours but that one
-    assert _cli(staging_root, "env", "set", "OLLAMA_DEBUG", "1")[0] == 0
+    assert env(cli, staging_root, "set", "OLLAMA_DEBUG", "1").code == 0
     lines = reader_lines(dropin.read_text())
     assert not [line for line in lines if line.lstrip().startswith("ExecStartPre")]
     assert lines == [*reader_lines(FOREIGN_DROPIN)[:-1], 'Environment="OLLAMA_DEBUG=1"', ""]
 
 
-def test_a_models_path_with_whitespace_cannot_undo_protect_system(
+def test_a_models_path_with_whitespace_cannot_undo_protect_system(cli: Cli,
         dropin: Path, staging_root: Path, reliability: Reliability) -> None:
     for value in ("/srv/models /", "/srv/models\u3000/", "/srv/models\u00a0/", "/srv/a\"b",
                   "/srv/a'b", "/srv/a\\", "/home/alice/a:/etc"):
         before = dropin.read_bytes()
-        code, message = _cli(staging_root, "env", "set", "OLLAMA_MODELS", value)
+        run = env(cli, staging_root, "set", "OLLAMA_MODELS", value)
+        code, message = run.code, run.error
         reliability.tried()
         assert code == 2, (value, message)
         assert "ReadWritePaths" in message and "\n" not in message
         assert dropin.read_bytes() == before
     # what it may hold is written so that systemd reads back exactly that path
-    assert _cli(staging_root, "env", "set", "OLLAMA_MODELS", "/srv/50%h/models")[0] == 0
+    assert env(cli, staging_root, "set", "OLLAMA_MODELS", "/srv/50%h/models").code == 0
     reliability.tried()
     text = dropin.read_text()
     assert "ReadWritePaths=/srv/50%%h/models\n" in text
     assert 'Environment="OLLAMA_MODELS=/srv/50%%h/models"\n' in text
 
 
-def test_line_separators_cannot_smuggle_variables_into_the_watchdog_environment(
+def test_line_separators_cannot_smuggle_variables_into_the_watchdog_environment(cli: Cli,
         linux_host: HostFacts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         reliability: Reliability) -> None:
     no_systemd = HostFacts(**{**linux_host.__dict__, "init_system": "none"})
@@ -140,18 +139,19 @@ def test_line_separators_cannot_smuggle_variables_into_the_watchdog_environment(
     env_file = tmp_path / "ollama.env"
     for brk in LINE_BREAKS:
         for smuggled in ("LD_PRELOAD=/tmp/evil.so", "PYTHONPATH=/tmp/evil"):
-            code, message = _cli(Path("/"), "env", "set", "OLLAMA_EDITOR", f"vi{brk}{smuggled}")
+            run = env(cli, Path("/"), "set", "OLLAMA_EDITOR", f"vi{brk}{smuggled}")
+            code, message = run.code, run.error
             reliability.tried()
             assert code == 2, (brk, message)
             # what the supervisor starts the server with
             assert EnvFileStore(env_file).read().keys() <= {"OLLAMA_EDITOR"}
 
 
-def test_a_value_written_before_the_fix_stays_inside_its_line(
+def test_a_value_written_before_the_fix_stays_inside_its_line(cli: Cli,
         dropin: Path, staging_root: Path, tmp_path: Path, reliability: Reliability) -> None:
     legacy = 'Environment="OLLAMA_EDITOR=vi\u2028ExecStartPre=+/bin/sh\x85x\x0by"'
     dropin.write_text(FOREIGN_DROPIN + legacy + "\n")
-    assert _cli(staging_root, "env", "set", "OLLAMA_DEBUG", "1")[0] == 0
+    assert env(cli, staging_root, "set", "OLLAMA_DEBUG", "1").code == 0
     reliability.tried()
     assert dropin.read_text() == FOREIGN_DROPIN + legacy + '\nEnvironment="OLLAMA_DEBUG=1"\n'
 
@@ -162,22 +162,22 @@ def test_a_value_written_before_the_fix_stays_inside_its_line(
         "OLLAMA_EDITOR": "vi\u2028LD_PRELOAD=/tmp/evil.so\x85PYTHONPATH=/x"}
 
 
-def test_a_users_double_percent_survives_a_rerender(
+def test_a_users_double_percent_survives_a_rerender(cli: Cli,
         dropin: Path, staging_root: Path, linux_host: HostFacts,
         reliability: Reliability) -> None:
     mine = 'Environment="OLLAMA_DEBUG=1" "GREETING=100%%" \'NOTE=a%%b c\'\n'
     dropin.write_text(FOREIGN_DROPIN + mine)
-    assert _cli(staging_root, "env", "set", "OLLAMA_DEBUG", "2")[0] == 0
+    assert env(cli, staging_root, "set", "OLLAMA_DEBUG", "2").code == 0
     reliability.tried()
     kept = "Environment=\"GREETING=100%%\" 'NOTE=a%%b c'\n"
     assert dropin.read_text() == FOREIGN_DROPIN + 'Environment="OLLAMA_DEBUG=2"\n' + kept
     store = DropInEnvStore(Context(host=linux_host, runner=RecordingRunner(), root=staging_root))
     assert store.read()["GREETING"] == "100%" and store.read()["NOTE"] == "a%b c"
     assert store.read()["MY_RATIO"] == "50%"
-    assert _cli(staging_root, "env", "set", "OLLAMA_EXPERIMENT", "50%,x%%y")[0] == 0
+    assert env(cli, staging_root, "set", "OLLAMA_EXPERIMENT", "50%,x%%y").code == 0
     assert store.read()["OLLAMA_EXPERIMENT"] == "50%,x%%y"
-    assert _cli(staging_root, "env", "unset", "OLLAMA_EXPERIMENT")[0] == 0
-    assert _cli(staging_root, "env", "unset", "OLLAMA_DEBUG")[0] == 0
+    assert env(cli, staging_root, "unset", "OLLAMA_EXPERIMENT").code == 0
+    assert env(cli, staging_root, "unset", "OLLAMA_DEBUG").code == 0
     assert dropin.read_text() == FOREIGN_DROPIN + kept
 
 

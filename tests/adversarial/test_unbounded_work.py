@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import requests
 
-from ollamactl.runtime.grammar import MAX_REPETITION
-from ollamactl.runtime.limits import MAX_HELD_BODY_BYTES
-from ollamactl.runtime.template_worker import KILL_AFTER_S
+from ollamactl.runtime.http.limits import MAX_HELD_BODY_BYTES
+from ollamactl.runtime.prompting.grammar import MAX_REPETITION
+from ollamactl.runtime.prompting.template_worker import KILL_AFTER_S
 from tests.adversarial.conftest import SMOLLM2, Reliability, Server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

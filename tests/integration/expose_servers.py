@@ -15,8 +15,8 @@ from pathlib import Path
 
 import psutil
 
-from ollamactl.runtime.bundled import import_bundled
-from ollamactl.runtime.store import Store
+from ollamactl.runtime.store.bundled import import_bundled
+from ollamactl.runtime.store.manifests import Store
 from tests.integration.server_process import (
     SMOLLM2,
     children_of,

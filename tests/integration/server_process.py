@@ -9,14 +9,17 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 import requests
 
-from ollamactl.runtime.store import Store
+from ollamactl.runtime.store.create import create_model
+from ollamactl.runtime.store.manifests import Store
 
 SMOLLM2 = "smollm2:135m"
 GEMMA3 = "gemma3:270m"
@@ -32,7 +35,7 @@ def make_store(root: Path) -> Store:
     """A store holding SmolLM2 as `smollm2:135m`, imported from the installed package."""
     store = Store(root)
     digest = store.import_file(smollm2_gguf())
-    store.create(SMOLLM2, model_digest=digest)
+    create_model(store, SMOLLM2, model_digest=digest)
     return store
 
 
@@ -42,20 +45,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def runner_pids(server_pid: int) -> list[int]:
-    """Pids of the runner subprocesses of the server."""
-    try:
-        children = psutil.Process(server_pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-    pids = []
-    for child in children:
+def runner_processes(server_pid: int) -> list[psutil.Process]:
+    """The runner subprocesses of the server."""
+    found = []
+    for child in children_of(server_pid):
         try:
             if "ollamactl.runtime.runner" in " ".join(child.cmdline()):
-                pids.append(child.pid)
+                found.append(child)
         except psutil.NoSuchProcess:
             continue
-    return pids
+    return found
+
+
+def runner_pids(server_pid: int) -> list[int]:
+    return [child.pid for child in runner_processes(server_pid)]
 
 
 def die_with_parent() -> None:
@@ -130,3 +133,54 @@ def running_server(models: Path, extra_env: Mapping[str, str], log_path: Path
     finally:
         alive = stop_server(proc, children_of(proc.pid))
         assert not alive, f"children left behind: {[c.pid for c in alive]}"
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running `ollamactl serve` and the paths around it."""
+
+    url: str
+    pid: int
+    models: Path
+    log: Path
+
+    def post(self, path: str, body: Any, timeout: float = 120, **kw: Any) -> requests.Response:
+        return requests.post(self.url + path, json=body, timeout=timeout, **kw)
+
+    def ps(self) -> list[dict[str, Any]]:
+        return list(requests.get(self.url + "/api/ps", timeout=10).json()["models"])
+
+    def runners(self) -> list[psutil.Process]:
+        """The runner subprocesses the server holds now."""
+        return runner_processes(self.pid)
+
+    def is_alive(self) -> bool:
+        try:
+            return requests.get(self.url + "/api/version", timeout=5).ok
+        except requests.RequestException:
+            return False
+
+    def unload_all(self) -> None:
+        """``keep_alive: 0`` for every loaded model, then wait until no runner is left."""
+        for model in self.ps():
+            self.post("/api/generate", {"model": model["name"], "keep_alive": 0})
+        wait_for(lambda: not self.ps() and not self.runners())
+
+
+@contextmanager
+def serving(root: Path, extra_env: Mapping[str, str], *,
+            stock: Callable[[Store], object] | None = None) -> Iterator[Server]:
+    """A server on a fresh store at ``root/models`` holding SmolLM2 (and what ``stock`` adds),
+    logging to ``root/server.log``: the one way the suites start their shared servers."""
+    store = make_store(root / "models")
+    if stock is not None:
+        stock(store)
+    with running_server(root / "models", extra_env, root / "server.log") as (url, proc):
+        yield Server(url, proc.pid, root / "models", root / "server.log")
+
+
+def wait_for(condition: Callable[[], object], timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)

@@ -30,7 +30,7 @@ TOKENS = 40
 def test_greedy_argmax_picks_the_tokens_of_llama_cpps_greedy_sampler() -> None:
     import llama_cpp
 
-    from ollamactl.runtime.batch import BatchEngine, Sampling, SequenceRequest
+    from ollamactl.runtime.runner.batch import BatchEngine, Sampling, SequenceRequest
 
     engine = BatchEngine(str(smollm2_gguf()), n_ctx=512, n_parallel=2, n_threads=2,
                          flash_attention=False)  # as the reference: Llama's default
@@ -66,7 +66,7 @@ def test_a_step_puts_sequences_in_slot_order_and_a_newcomer_takes_the_lowest_fre
     """llama.cpp evaluates a batch over per-slot KV streams in one pass only when its slot ids
     come in increasing, consecutive order: a freed slot is refilled from the bottom and each
     step lists the sequences by slot, whatever order they arrived in."""
-    from ollamactl.runtime.batch import BatchEngine, Sampling, SequenceRequest
+    from ollamactl.runtime.runner.batch import BatchEngine, Sampling, SequenceRequest
 
     engine = BatchEngine(str(smollm2_gguf()), n_ctx=256, n_parallel=4, n_threads=2)
     try:
@@ -104,7 +104,7 @@ def test_a_full_context_shifts_and_generation_goes_on_as_without_the_shift() -> 
     Both start with the same tokens (the shift changes nothing before it happens)."""
     import llama_cpp
 
-    from ollamactl.runtime.batch import BatchEngine, Finished, Sampling, SequenceRequest
+    from ollamactl.runtime.runner.batch import BatchEngine, Finished, Sampling, SequenceRequest
 
     story = (b"<|im_start|>user\nWrite a long story about a lighthouse keeper and a storm."
              b"<|im_end|>\n<|im_start|>assistant\n")
@@ -142,7 +142,12 @@ def test_a_full_context_shifts_and_generation_goes_on_as_without_the_shift() -> 
 def test_unlimited_num_predict_stops_after_ten_contexts_of_shifting() -> None:
     """A model that never stops (counting) with num_predict -1 and shifts on: Ollama's guard
     ends it after 10 x num_ctx tokens, with done_reason "length"."""
-    from ollamactl.runtime.batch import MAX_PREDICT_CONTEXTS, BatchEngine, Sampling, SequenceRequest
+    from ollamactl.runtime.runner.batch import (
+        MAX_PREDICT_CONTEXTS,
+        BatchEngine,
+        Sampling,
+        SequenceRequest,
+    )
 
     engine = BatchEngine(str(smollm2_gguf()), n_ctx=32, n_parallel=1, n_threads=2)
     try:

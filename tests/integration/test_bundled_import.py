@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ollamactl.runtime import bundled
-from ollamactl.runtime.prompt import render_chat
-from ollamactl.runtime.store import Store
+from ollamactl.runtime.prompting.prompt import render_chat
+from ollamactl.runtime.store import bundled
+from ollamactl.runtime.store.manifests import Store
 
 pytestmark = pytest.mark.integration
 

@@ -5,37 +5,28 @@ from __future__ import annotations
 import base64
 import math
 import struct
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 
-from ollamactl.runtime.embeddings import InvalidVector, l2_normalize, shape_vector
-from tests.integration.server_process import SMOLLM2, make_store, running_server
+from ollamactl.runtime.http.embeddings import InvalidVector, l2_normalize, shape_vector
+from tests.integration.server_process import SMOLLM2, Server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DIMENSIONS = 576  # SmolLM2-135M's embedding length
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    root = tmp_path_factory.mktemp("embed")
-    make_store(root / "models")
-    with running_server(root / "models", {}, root / "server.log") as (url, _):
-        yield url
-
-
-def _post(server: str, path: str, body: dict[str, Any]) -> requests.Response:
-    return requests.post(f"{server}{path}", json={"model": SMOLLM2, **body}, timeout=60)
+def _post(server: Server, path: str, body: dict[str, Any]) -> requests.Response:
+    return requests.post(f"{server.url}{path}", json={"model": SMOLLM2, **body}, timeout=60)
 
 
 def _norm(vector: list[float]) -> float:
     return math.sqrt(sum(x * x for x in vector))
 
 
-def test_api_embed_shapes_and_unit_norm(server: str) -> None:
+def test_api_embed_shapes_and_unit_norm(server: Server) -> None:
     reply = _post(server, "/api/embed", {"input": ["why is the sky blue?", "hello"]}).json()
     assert reply["model"] == SMOLLM2
     assert [len(v) for v in reply["embeddings"]] == [DIMENSIONS, DIMENSIONS]
@@ -46,7 +37,7 @@ def test_api_embed_shapes_and_unit_norm(server: str) -> None:
     assert single[0] == pytest.approx(reply["embeddings"][1], abs=1e-5)
 
 
-def test_same_vector_from_every_endpoint_up_to_normalisation(server: str) -> None:
+def test_same_vector_from_every_endpoint_up_to_normalisation(server: Server) -> None:
     text = "why is the sky blue?"
     normalised = _post(server, "/api/embed", {"input": text}).json()["embeddings"][0]
     legacy = _post(server, "/api/embeddings", {"prompt": text}).json()["embedding"]
@@ -62,14 +53,14 @@ def test_same_vector_from_every_endpoint_up_to_normalisation(server: str) -> Non
     assert list(struct.unpack(f"<{DIMENSIONS}f", raw)) == pytest.approx(normalised, abs=1e-5)
 
 
-def test_dimensions_truncate_then_renormalise(server: str) -> None:
+def test_dimensions_truncate_then_renormalise(server: Server) -> None:
     full = _post(server, "/api/embed", {"input": "hello"}).json()["embeddings"][0]
     short = _post(server, "/api/embed", {"input": "hello", "dimensions": 8}).json()
     assert len(short["embeddings"][0]) == 8
     assert short["embeddings"][0] == pytest.approx(l2_normalize(full[:8]), abs=1e-5)
 
 
-def test_truncate_false_rejects_input_longer_than_the_context(server: str) -> None:
+def test_truncate_false_rejects_input_longer_than_the_context(server: Server) -> None:
     long_text = "word " * 400
     small = {"num_ctx": 256}
     refused = _post(server, "/api/embed", {"input": long_text, "truncate": False,
@@ -80,7 +71,7 @@ def test_truncate_false_rejects_input_longer_than_the_context(server: str) -> No
     assert cut.status_code == 200 and len(cut.json()["embeddings"][0]) == DIMENSIONS
 
 
-def test_empty_input_loads_and_bad_input_is_refused(server: str) -> None:
+def test_empty_input_loads_and_bad_input_is_refused(server: Server) -> None:
     assert _post(server, "/api/embed", {"input": []}).json() == {"model": SMOLLM2,
                                                                  "embeddings": []}
     assert _post(server, "/api/embeddings", {"prompt": ""}).json() == {"embedding": []}
@@ -88,7 +79,7 @@ def test_empty_input_loads_and_bad_input_is_refused(server: str) -> None:
     assert bad.status_code == 400 and bad.json() == {"error": "invalid input type"}
     v1 = _post(server, "/v1/embeddings", {"input": []})
     assert v1.status_code == 400 and v1.json()["error"]["message"] == "invalid input"
-    missing = requests.post(f"{server}/api/embed", json={"model": "nope", "input": "x"},
+    missing = requests.post(f"{server.url}/api/embed", json={"model": "nope", "input": "x"},
                             timeout=30)
     assert missing.status_code == 404
     assert missing.json() == {"error": 'model "nope" not found, try pulling it first'}

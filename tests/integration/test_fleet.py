@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from ollamactl import __version__
-from ollamactl.runtime.ollama_api import OLLAMA_API_VERSION
+from ollamactl.runtime.http.management import OLLAMA_API_VERSION
 from tests.integration.expose_servers import (
     Server,
     linked_store,

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 import requests
 
-from tests.integration.server_process import SMOLLM2, make_store, running_server
+from tests.integration.server_process import SMOLLM2, Server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -27,17 +27,9 @@ PERSON = {"type": "object", "properties": {"name": {"type": "string"},
           "required": ["name", "age"]}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    root = tmp_path_factory.mktemp("openai")
-    make_store(root / "models")
-    with running_server(root / "models", {}, root / "server.log") as (url, _):
-        yield url
-
-
 @pytest.fixture
-def client(server: str) -> Iterator[Any]:
-    with openai.OpenAI(base_url=f"{server}/v1", api_key="ollama", max_retries=0) as official:
+def client(server: Server) -> Iterator[Any]:
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="ollama", max_retries=0) as official:
         yield official
 
 
@@ -73,7 +65,7 @@ def test_named_tool_choice_and_tool_results_in_history(client: Any) -> None:
     assert not second.choices[0].message.tool_calls
 
 
-def test_streaming_chat_with_usage_ends_in_done(server: str, client: Any) -> None:
+def test_streaming_chat_with_usage_ends_in_done(server: Server, client: Any) -> None:
     chunks = list(client.chat.completions.create(
         model=SMOLLM2, messages=[{"role": "user", "content": "Say hi"}], max_tokens=8,
         stream=True, stream_options={"include_usage": True}))
@@ -85,7 +77,7 @@ def test_streaming_chat_with_usage_ends_in_done(server: str, client: Any) -> Non
               c.choices[0].finish_reason]
     assert finish == ["length"] or finish == ["stop"]
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 0
-    raw = requests.post(f"{server}/v1/chat/completions", json={
+    raw = requests.post(f"{server.url}/v1/chat/completions", json={
         "model": SMOLLM2, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4,
         "stream": True}, timeout=60)
     assert raw.headers["content-type"].startswith("text/event-stream")
@@ -128,13 +120,13 @@ def test_completions_plain_and_streaming(client: Any) -> None:
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 0
 
 
-def test_models_list_and_show(server: str, client: Any) -> None:
+def test_models_list_and_show(server: Server, client: Any) -> None:
     (model,) = client.models.list().data
     assert model.id == SMOLLM2 and model.owned_by == "library" and model.created > 0
     assert client.models.retrieve(SMOLLM2).id == SMOLLM2
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("missing:latest")
-    body = requests.get(f"{server}/v1/models/missing:latest", timeout=10).json()
+    body = requests.get(f"{server.url}/v1/models/missing:latest", timeout=10).json()
     assert body == {"error": {"message": "model 'missing:latest' not found",
                               "type": "not_found_error", "param": None, "code": None}}
 
@@ -151,21 +143,21 @@ def test_models_list_and_show(server: str, client: Any) -> None:
                                                         "arguments": "{oops"}}]}]},
      "invalid tool call arguments"),
 ])
-def test_bad_requests_get_openai_errors(server: str, body: dict[str, Any], needle: str) -> None:
-    reply = requests.post(f"{server}/v1/chat/completions", json={"model": SMOLLM2, **body},
+def test_bad_requests_get_openai_errors(server: Server, body: dict[str, Any], needle: str) -> None:
+    reply = requests.post(f"{server.url}/v1/chat/completions", json={"model": SMOLLM2, **body},
                           timeout=30)
     assert reply.status_code == 400
     error = reply.json()["error"]
     assert needle in error["message"] and error["type"] == "invalid_request_error"
 
 
-def test_real_server_guards_origin_and_host(server: str) -> None:
-    allowed = requests.post(f"{server}/v1/chat/completions", headers={
+def test_real_server_guards_origin_and_host(server: Server) -> None:
+    allowed = requests.post(f"{server.url}/v1/chat/completions", headers={
         "Origin": "http://localhost:3000"}, json={"model": SMOLLM2, "messages": []}, timeout=10)
     assert allowed.headers["access-control-allow-origin"] == "http://localhost:3000"
-    evil = requests.get(f"{server}/api/tags", headers={"Origin": "https://evil.example"},
+    evil = requests.get(f"{server.url}/api/tags", headers={"Origin": "https://evil.example"},
                         timeout=10)
     assert evil.status_code == 403
-    rebound = requests.get(f"{server}/api/tags", headers={"Host": "evil.example"}, timeout=10)
+    rebound = requests.get(f"{server.url}/api/tags", headers={"Host": "evil.example"}, timeout=10)
     assert rebound.status_code == 403 and rebound.content == b""
-    assert requests.get(f"{server}/api/tags", timeout=10).status_code == 200
+    assert requests.get(f"{server.url}/api/tags", timeout=10).status_code == 200

@@ -18,8 +18,10 @@ from typing import Any
 import pytest
 import requests
 
-from ollamactl.runtime import registry
-from ollamactl.runtime.store import MEDIA_MODEL, DigestMismatch, Store
+from ollamactl.runtime.store import registry
+from ollamactl.runtime.store.blobs import DigestMismatch
+from ollamactl.runtime.store.manifests import Store
+from ollamactl.runtime.store.models import MEDIA_MODEL
 from tests.integration.server_process import running_server, smollm2_gguf
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -14,7 +14,7 @@ import pytest
 from ollamactl.context import Context
 from ollamactl.host import HostFacts
 from ollamactl.install import runtime
-from ollamactl.install.layout import RUNTIME_DIR
+from ollamactl.install.runtime import RUNTIME_DIR
 from ollamactl.system import SystemRunner
 
 pytestmark = pytest.mark.integration

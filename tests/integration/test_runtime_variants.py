@@ -14,8 +14,8 @@ import requests
 from ollamactl.runtime.builds import recipe, selftest
 from ollamactl.runtime.builds import variants as v
 from ollamactl.runtime.builds.serving import CpuLibraries
-from ollamactl.runtime.runner import RunnerConfig
-from ollamactl.runtime.runner_client import RunnerDied, RunnerProcess
+from ollamactl.runtime.runner.config import RunnerConfig
+from ollamactl.runtime.scheduling.runner_client import RunnerDied, RunnerProcess
 from tests.integration.server_process import SMOLLM2, make_store, running_server, smollm2_gguf
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -22,14 +21,14 @@ import pytest
 import requests
 
 from ollamactl import __version__
-from ollamactl.runtime.ollama_api import OLLAMA_API_VERSION
+from ollamactl.runtime.http.management import OLLAMA_API_VERSION
 from tests.integration.server_process import (
     GEMMA3,
     SMOLLM2,
-    make_store,
+    Server,
     runner_pids,
-    running_server,
     smollm2_gguf,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -38,40 +37,8 @@ SHORT = {"num_predict": 8, "temperature": 0}
 QUEUE_FULL = "server busy, please try again.  maximum pending requests exceeded"
 
 
-class Server:
-    def __init__(self, url: str, pid: int, models: Path, log: Path) -> None:
-        self.url = url
-        self.pid = pid
-        self.models = models
-        self.log = log
-
-    def post(self, path: str, body: Any, **kw: Any) -> requests.Response:
-        return requests.post(self.url + path, json=body, timeout=120, **kw)
-
-    def ps(self) -> list[dict[str, Any]]:
-        return list(requests.get(self.url + "/api/ps", timeout=10).json()["models"])
-
-    def unload_all(self) -> None:
-        for model in self.ps():
-            self.post("/api/generate", {"model": model["name"], "keep_alive": 0})
-        wait_for(lambda: not self.ps() and not runner_pids(self.pid))
-
-
-def wait_for(condition: Any, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("server")
-    make_store(root / "models")
-    env = {"OLLAMA_NUM_PARALLEL": "1", "OLLAMA_MAX_QUEUE": "2",
-           "OLLAMA_MAX_LOADED_MODELS": "1"}
-    with running_server(root / "models", env, root / "server.log") as (url, proc):
-        yield Server(url, proc.pid, root / "models", root / "server.log")
+SERVER_ENV = {"OLLAMA_NUM_PARALLEL": "1", "OLLAMA_MAX_QUEUE": "2",
+              "OLLAMA_MAX_LOADED_MODELS": "1"}
 
 
 @pytest.fixture

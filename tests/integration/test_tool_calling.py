@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 import requests
 
-from tests.integration.server_process import SMOLLM2, make_store, running_server
+from tests.integration.server_process import SMOLLM2, Server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -48,17 +48,9 @@ PERSON = {"type": "object", "properties": {"name": {"type": "string"},
 GREEDY = {"temperature": 0, "num_predict": 48, "seed": 1}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    root = tmp_path_factory.mktemp("tools")
-    make_store(root / "models")
-    with running_server(root / "models", {}, root / "server.log") as (url, _):
-        yield url
-
-
 @pytest.fixture
-def client(server: str) -> Iterator[Any]:
-    with ollama.Client(host=server) as official:
+def client(server: Server) -> Iterator[Any]:
+    with ollama.Client(host=server.url) as official:
         yield official
 
 
@@ -119,7 +111,7 @@ def test_seed_program_dispatches_every_tool_call(client: Any) -> None:
     assert emitted >= 1
 
 
-def test_model_emits_a_tool_call_end_to_end(server: str, client: Any) -> None:
+def test_model_emits_a_tool_call_end_to_end(server: Server, client: Any) -> None:
     """Shown one earlier call, the real model starts `<tool_call>`; the grammar keeps the
     arguments schema-valid; the parser turns the text into message.tool_calls."""
     response = client.chat(model=SMOLLM2, messages=FEW_SHOT, tools=[STOCK_TOOL], options=GREEDY)
@@ -127,7 +119,7 @@ def test_model_emits_a_tool_call_end_to_end(server: str, client: Any) -> None:
     assert _check_call(response) == {'ticker_symbol': 'MSFT'}
     call = response['message']['tool_calls'][0]
     assert response.done_reason == "stop"
-    raw = requests.post(f"{server}/api/chat", json={
+    raw = requests.post(f"{server.url}/api/chat", json={
         "model": SMOLLM2, "messages": FEW_SHOT, "tools": [STOCK_TOOL], "options": GREEDY,
         "stream": False}, timeout=60).json()
     (native,) = raw["message"]["tool_calls"]
@@ -155,8 +147,8 @@ def test_tool_results_flow_into_the_next_turn(client: Any) -> None:
     assert second['message']['content'] or second['message'].get('tool_calls')
 
 
-def test_required_tool_choice_forces_a_schema_valid_call(server: str) -> None:
-    raw = requests.post(f"{server}/api/chat", json={
+def test_required_tool_choice_forces_a_schema_valid_call(server: Server) -> None:
+    raw = requests.post(f"{server.url}/api/chat", json={
         "model": SMOLLM2, "messages": [{"role": "user", "content": QUESTION}],
         "tools": [STOCK_TOOL], "tool_choice": "required", "options": GREEDY,
         "stream": False}, timeout=60).json()
@@ -183,8 +175,8 @@ def test_format_schema_output_validates(client: Any, stream: bool) -> None:
     jsonschema.validate(json.loads(generated), PERSON)
 
 
-def test_format_json_returns_an_object(server: str) -> None:
-    reply = requests.post(f"{server}/api/generate", json={
+def test_format_json_returns_an_object(server: Server) -> None:
+    reply = requests.post(f"{server.url}/api/generate", json={
         "model": SMOLLM2, "prompt": 'Reply with {"ok": true}', "format": "json",
         "options": {"temperature": 0, "num_predict": 64}, "stream": False}, timeout=60).json()
     assert isinstance(json.loads(reply["response"]), dict)
@@ -200,27 +192,27 @@ def test_format_json_returns_an_object(server: str) -> None:
      "must be a JSON Schema object"),
     ({"tools": [STOCK_TOOL], "tool_choice": "always"}, 400, "tool_choice"),
 ])
-def test_bad_tools_and_formats_get_400(server: str, body: dict[str, Any], status: int,
+def test_bad_tools_and_formats_get_400(server: Server, body: dict[str, Any], status: int,
                                        needle: str) -> None:
-    reply = requests.post(f"{server}/api/chat", json={
+    reply = requests.post(f"{server.url}/api/chat", json={
         "model": SMOLLM2, "messages": [{"role": "user", "content": "hi"}], "stream": False,
         **body}, timeout=30)
     assert reply.status_code == status
     assert needle in reply.json()["error"]
     if "format" in body:
-        generate = requests.post(f"{server}/api/generate", json={
+        generate = requests.post(f"{server.url}/api/generate", json={
             "model": SMOLLM2, "prompt": "hi", "format": body["format"]}, timeout=30)
         assert generate.status_code == 400 and needle in generate.json()["error"]
 
 
 
-def test_run_repl_set_format_json_and_system(server: str) -> None:
+def test_run_repl_set_format_json_and_system(server: Server) -> None:
     import os
     import pty
     import subprocess
     import sys
 
-    env = {**os.environ, "OLLAMA_HOST": server.removeprefix("http://"), "HOME": os.environ.get(
+    env = {**os.environ, "OLLAMA_HOST": server.url.removeprefix("http://"), "HOME": os.environ.get(
         "HOME", "/tmp")}
     script = "\n".join(["/set system You reply with JSON objects.", "/set format json",
                         '/set parameter num_predict 48', '/set parameter temperature 0',

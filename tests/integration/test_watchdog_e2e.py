@@ -5,70 +5,32 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import psutil
 import pytest
 import requests
 
-from ollamactl.context import Context
-from ollamactl.host import HostFacts
-from ollamactl.service.watchdog import WatchdogManager, WatchdogPaths, WatchdogState
-from ollamactl.system import SystemRunner
+from ollamactl.service.watchdog import WatchdogState
+from tests.conftest import Cli, Watched
 
 pytestmark = pytest.mark.integration
 
 
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url + "/", timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
-
-
-def _wait(url: str, timeout_s: float) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout_s:
-        if _answers(url):
-            return time.monotonic() - start
-        time.sleep(0.05)
-    raise AssertionError(f"{url} did not answer within {timeout_s} s")
-
-
-@pytest.fixture
-def watchdog(tmp_path: Path, free_port: int, linux_host: HostFacts,
-             monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[WatchdogManager, str]]:
-    paths = WatchdogPaths.in_dir(tmp_path / "state")
-    paths.state_dir.mkdir()
-    paths.env_file.write_text(f"OLLAMA_HOST=127.0.0.1:{free_port}\n"
-                              f"OLLAMA_MODELS={tmp_path / 'models'}\n")
-    monkeypatch.setenv("OLLAMACTL_STATE_DIR", str(paths.state_dir))
-    host = HostFacts(**{**linux_host.__dict__, "init_system": "none"})
-    manager = WatchdogManager(Context(host=host, runner=SystemRunner()), paths,
-                              [sys.executable, "-m", "ollamactl", "serve"], stop_timeout_s=5)
-    try:
-        yield manager, f"http://127.0.0.1:{free_port}"
-    finally:
-        manager.stop()
-
-
-def test_restarts_after_sigkill_and_stops_cleanly(watchdog: tuple[WatchdogManager, str]
+def test_restarts_after_sigkill_and_stops_cleanly(watchdog: Watched
                                                   ) -> None:
-    manager, url = watchdog
+    manager = watchdog.manager
     manager.start()
-    _wait(url, 30)
+    watchdog.wait_up(30)
     state = manager.status()
     assert state.active == "active" and state.pid is not None
     server = psutil.Process(state.pid)
     supervisor_pid = int(state.extra["watchdog_pid"])
     os.kill(server.pid, signal.SIGKILL)
     killed_at = time.monotonic()
-    while _answers(url) and time.monotonic() - killed_at < 2:
+    while watchdog.answers() and time.monotonic() - killed_at < 2:
         time.sleep(0.02)  # the old listener is gone once GET / fails
-    _wait(url, 5)
+    watchdog.wait_up(5)
     assert time.monotonic() - killed_at <= 5.0
     after = manager.status()
     assert after.pid not in (None, server.pid)
@@ -77,7 +39,7 @@ def test_restarts_after_sigkill_and_stops_cleanly(watchdog: tuple[WatchdogManage
     new_server = psutil.Process(after.pid)
     tree = [new_server, *new_server.children(recursive=True)]
     manager.stop()
-    assert not _answers(url)
+    assert not watchdog.answers()
     for proc in [*tree, server]:
         assert not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
     assert not psutil.pid_exists(supervisor_pid) or \
@@ -89,21 +51,16 @@ def test_restarts_after_sigkill_and_stops_cleanly(watchdog: tuple[WatchdogManage
     assert "watchdog: stopped" in log
 
 
-def test_logs_command_reads_the_watchdog_file(watchdog: tuple[WatchdogManager, str]) -> None:
-    from typer.testing import CliRunner
-
-    from ollamactl.cli.app import app
-
-    manager, url = watchdog
+def test_logs_command_reads_the_watchdog_file(watchdog: Watched, cli: Cli) -> None:
+    manager = watchdog.manager
     manager.start()
-    _wait(url, 30)
-    requests.get(url + "/api/version", timeout=5)
+    watchdog.wait_up(30)
+    requests.get(watchdog.url + "/api/version", timeout=5)
     manager.stop()
-    runner = CliRunner()
-    every = runner.invoke(app, ["logs"]).output.splitlines()
+    every = cli("logs").out.splitlines()
     assert any("watchdog: started server pid" in line for line in every)
-    last_two = runner.invoke(app, ["logs", "-n", "2"]).output.splitlines()
+    last_two = cli("logs", "-n", "2").out.splitlines()
     assert last_two == every[-2:]
-    assert runner.invoke(app, ["logs", "--since", "@" + str(time.time() + 60)]).output == ""
-    recent = runner.invoke(app, ["logs", "--since", "10m"]).output.splitlines()
+    assert cli("logs", "--since", "@" + str(time.time() + 60)).out == ""
+    recent = cli("logs", "--since", "10m").out.splitlines()
     assert recent == every

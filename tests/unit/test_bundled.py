@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from ollamactl.errors import ModelError
-from ollamactl.runtime import bundled
-from ollamactl.runtime.store import DigestMismatch, Store
+from ollamactl.runtime.store import bundled
+from ollamactl.runtime.store.blobs import DigestMismatch
+from ollamactl.runtime.store.manifests import Store
 
 
 def test_names() -> None:

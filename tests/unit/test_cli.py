@@ -12,15 +12,7 @@ import typer
 
 from ollamactl import __version__, errors
 from ollamactl.cli import app as app_module
-from ollamactl.cli import main
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    code = info.value.code
-    return (code if isinstance(code, int) else 0), out, err
+from tests.conftest import Cli
 
 
 @pytest.fixture(autouse=True)
@@ -30,33 +22,33 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-def test_env_get_default_and_source(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_cli(capsys, "env", "get", "OLLAMA_HOST")
+def test_env_get_default_and_source(cli: Cli) -> None:
+    code, out, _ = cli("env", "get", "OLLAMA_HOST")
     assert code == 0
     assert out.splitlines()[0] == "OLLAMA_HOST=127.0.0.1:11434"
     assert "source: default" in out
 
 
-def test_env_get_from_process_environment(capsys: pytest.CaptureFixture[str],
+def test_env_get_from_process_environment(cli: Cli,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OLLAMA_HOST", "0.0.0.0:8080")
-    code, out, _ = run_cli(capsys, "env", "get", "OLLAMA_HOST", "--json")
+    code, out, _ = cli("env", "get", "OLLAMA_HOST", "--json")
     data = json.loads(out)
     assert code == 0
     assert (data["value"], data["source"], data["default"]) == (
         "0.0.0.0:8080", "environment", "127.0.0.1:11434")
 
 
-def test_env_get_typo_exits_2_and_suggests(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run_cli(capsys, "env", "get", "OLLAMA_HSOT")
+def test_env_get_typo_exits_2_and_suggests(cli: Cli) -> None:
+    code, out, err = cli("env", "get", "OLLAMA_HSOT")
     assert code == errors.EXIT_USAGE
     assert out == ""
     assert err.splitlines() == ["ollamactl: error: unknown setting 'OLLAMA_HSOT'",
                                 "hint: did you mean OLLAMA_HOST?"]
 
 
-def test_env_list_json(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_cli(capsys, "env", "list", "--json")
+def test_env_list_json(cli: Cli) -> None:
+    code, out, _ = cli("env", "list", "--json")
     rows = {r["name"]: r for r in json.loads(out)}
     assert code == 0
     assert rows["OLLAMA_KEEP_ALIVE"]["value"] == "5m"
@@ -64,16 +56,16 @@ def test_env_list_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert all(r["source"] != "unset" for r in rows.values())
 
 
-def test_env_set_validates_before_anything(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run_cli(capsys, "env", "set", "OLLAMA_NOPRUNE", "yes-please")
+def test_env_set_validates_before_anything(cli: Cli) -> None:
+    code, _, err = cli("env", "set", "OLLAMA_NOPRUNE", "yes-please")
     assert code == errors.EXIT_USAGE
     assert err.splitlines()[0] == ("ollamactl: error: invalid value 'yes-please' for "
                                    "OLLAMA_NOPRUNE: not a boolean (Ollama would silently read it "
                                    "as true)")
 
 
-def test_version(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_cli(capsys, "--version")
+def test_version(cli: Cli) -> None:
+    code, out, _ = cli("--version")
     assert (code, out) == (0, f"ollamactl version {__version__}\n")
 
 
@@ -92,7 +84,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         (errors.UnsupportedPlatform("nope"), 1),
     ],
 )
-def test_error_to_exit_code(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+def test_error_to_exit_code(cli: Cli, monkeypatch: pytest.MonkeyPatch,
                             error: errors.OllamactlError, code: int) -> None:
     probe = typer.Typer()
 
@@ -101,18 +93,18 @@ def test_error_to_exit_code(capsys: pytest.CaptureFixture[str], monkeypatch: pyt
         raise error
 
     monkeypatch.setattr(app_module, "app", probe)
-    got, _, err = run_cli(capsys)
+    got, _, err = cli()
     assert got == code
     lines = err.splitlines()
     assert lines[0] == f"ollamactl: error: {error.message}"
     assert "Traceback" not in err
     if error.hint:
         assert lines[1] == f"hint: {error.hint}"
-    got, _, err = run_cli(capsys, "--debug")
+    got, _, err = cli("--debug")
     assert got == code and "Traceback (most recent call last)" in err
 
 
-def test_interrupt_exits_130(capsys: pytest.CaptureFixture[str],
+def test_interrupt_exits_130(cli: Cli,
                              monkeypatch: pytest.MonkeyPatch) -> None:
     probe = typer.Typer()
 
@@ -121,21 +113,21 @@ def test_interrupt_exits_130(capsys: pytest.CaptureFixture[str],
         raise KeyboardInterrupt
 
     monkeypatch.setattr(app_module, "app", probe)
-    code, _, err = run_cli(capsys)
+    code, _, err = cli()
     assert code == errors.EXIT_INTERRUPTED and err.strip() == "interrupted"
 
 
-def test_commands_not_yet_available_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+def test_commands_not_yet_available_exit_2(cli: Cli) -> None:
     from ollamactl.cli.pending import PENDING
 
     for name in PENDING:
-        code, _, err = run_cli(capsys, name, "anything")
+        code, _, err = cli(name, "anything")
         assert code == errors.EXIT_USAGE, name
         assert f"`ollamactl {name}` is not available" in err
 
 
-def test_every_command_group_is_present(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_cli(capsys, "--help")
+def test_every_command_group_is_present(cli: Cli) -> None:
+    code, out, _ = cli("--help")
     assert code == 0
     for name in ("install", "update", "uninstall", "env", "doctor", "gpu", "logs", "serve",
                  "start", "stop", "restart", "status", "run", "ps", "list", "show", "pull",

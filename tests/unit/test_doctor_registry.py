@@ -8,16 +8,15 @@ import os
 import time
 from pathlib import Path
 
-from typer.testing import CliRunner
-
-from ollamactl.cli.app import app
 from ollamactl.context import Context
-from ollamactl.doctor import FAIL, OK, SKIP, WARN, Finding, Fix, Probe, all_checks, exit_code_for
+from ollamactl.doctor.finding import FAIL, OK, SKIP, WARN, Finding, Fix, exit_code_for
 from ollamactl.doctor.fixes import apply_fixes, argv_for, safe_fixes
-from ollamactl.doctor.registry import run_checks
+from ollamactl.doctor.probe import Probe
 from ollamactl.doctor.render import render_findings, use_colour
+from ollamactl.doctor.suite import all_checks, run_checks
 from ollamactl.host import detect
 from ollamactl.system import RecordingRunner, SystemRunner
+from tests.conftest import Cli
 
 
 def test_at_least_thirty_checks_with_unique_ids():
@@ -41,7 +40,7 @@ def test_doctor_on_this_machine_gives_a_result_or_a_reason_for_every_check(free_
         assert finding.summary.strip(), finding.id          # a skip says why
     if not ctx.host.has_systemd:
         unit = next(f for f in findings if f.id == "service.daemon-reload")
-        assert (unit.status, unit.summary) == (SKIP, "systemd is not PID 1")
+        assert (unit.status, unit.summary) == (SKIP, "not systemd (linux-watchdog)")
     reach = next(f for f in findings if f.id == "server.reachable")
     assert reach.status in (WARN, FAIL) and "connection refused" in reach.summary
     assert elapsed < 30   # sanity only; the speed target lives in bench/bench_doctor.py
@@ -95,13 +94,13 @@ def test_a_staged_fix_acts_on_the_staged_tree_never_on_this_host(ctx, recorder):
     assert refused.error == f"not run under --root {ctx.root}: it would act on this host"
 
 
-def test_cli_json_and_exit_code(free_port, monkeypatch):
+def test_cli_json_and_exit_code(cli: Cli, free_port, monkeypatch):
     monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{free_port}")
     monkeypatch.setenv("OLLAMA_KEEP_ALIVE", "forever")    # a failing check
-    result = CliRunner().invoke(app, ["doctor", "--json", "--only", "settings.process-valid",
-                                      "--only", "settings.host-exposure"])
-    assert result.exit_code == 3
-    data = json.loads(result.stdout)
+    result = cli("doctor", "--json", "--only", "settings.process-valid",
+                                      "--only", "settings.host-exposure")
+    assert result.code == 3
+    data = json.loads(result.out)
     # registry order, not command-line order
     assert [f["id"] for f in data["findings"]] == ["settings.host-exposure",
                                                    "settings.process-valid"]
@@ -109,13 +108,13 @@ def test_cli_json_and_exit_code(free_port, monkeypatch):
     assert data["summary"]["fail"] == 1
 
 
-def test_cli_fix_in_dry_run_shows_the_plan(free_port, monkeypatch):
+def test_cli_fix_in_dry_run_shows_the_plan(cli: Cli, free_port, monkeypatch):
     monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{free_port}")
     monkeypatch.setenv("OLLAMA_KEEP_ALIVE", "forever")
-    result = CliRunner().invoke(app, ["--dry-run", "doctor", "--fix", "--only",
-                                      "settings.process-valid"])
-    assert result.exit_code == 3
-    assert "no safe fix to apply" in result.stdout   # choosing a value is a human decision
+    result = cli("--dry-run", "doctor", "--fix", "--only",
+                                      "settings.process-valid")
+    assert result.code == 3
+    assert "no safe fix to apply" in result.out   # choosing a value is a human decision
 
 
 def test_a_check_that_cannot_inspect_becomes_a_finding(ctx, free_port):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ollamactl.context import Context
-from ollamactl.doctor import FAIL, OK, WARN
+from ollamactl.doctor.finding import FAIL, OK, WARN
 from ollamactl.expose.nginx import build_spec, render_site
 from ollamactl.system import RecordingRunner
 from tests.doctor_helpers import make_probe, one

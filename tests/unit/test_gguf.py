@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ollamactl.runtime import gguf
-from ollamactl.runtime.gguf import InvalidGGUF, read_metadata
+from ollamactl.runtime.store import gguf
+from ollamactl.runtime.store.gguf import InvalidGGUF, read_metadata
 from tests.gguf_builder import (
     build,
     gstr,

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from ollamactl.runtime.gotemplate import TemplateExecError, TemplateSyntaxError, parse
+from ollamactl.runtime.prompting.gotemplate import TemplateExecError, TemplateSyntaxError, parse
 
 MESSAGES = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"},
             {"role": "assistant", "content": "A"}]

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
 
-from ollamactl.cli.app import app
 from ollamactl.gpu import Nvml
 from ollamactl.gpu.nvidia import NvmlUnavailable
+from tests.conftest import Cli
 
 
 def _has_nvml() -> bool:
@@ -19,22 +18,22 @@ def _has_nvml() -> bool:
         return False
 
 
-def test_gpu_list_json_matches_the_inventory(monkeypatch):
+def test_gpu_list_json_matches_the_inventory(cli: Cli, monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    result = CliRunner().invoke(app, ["gpu", "list", "--json"])
-    assert result.exit_code == 0
-    data = json.loads(result.stdout)
+    result = cli("gpu", "list", "--json")
+    assert result.code == 0
+    data = json.loads(result.out)
     assert set(data) >= {"gpus", "problems", "notes", "recommended_amd_overrides"}
     if not _has_nvml():
         assert [g for g in data["gpus"] if g["vendor"] == "nvidia"] == []
 
 
-def test_gpu_check_without_gpus_says_cpu(monkeypatch):
+def test_gpu_check_without_gpus_says_cpu(cli: Cli, monkeypatch):
     if _has_nvml():
         pytest.skip("this machine has a working NVIDIA driver")
-    result = CliRunner().invoke(app, ["gpu", "check"])
-    assert result.exit_code == 0
-    assert "no GPU found: the server will run on the CPU" in result.stdout
+    result = cli("gpu", "check")
+    assert result.code == 0
+    assert "no GPU found: the server will run on the CPU" in result.out
 
 
 def test_gpu_scans_with_the_service_settings_when_a_service_is_installed(ctx, monkeypatch):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pynvml
 import pytest
 
 from ollamactl.gpu import NA, Nvml, NvmlUnavailable, scan_gpus
-from ollamactl.gpu.nvidia import read_nvidia
+from ollamactl.gpu.nvidia import read_free_vram, read_nvidia
 from ollamactl.gpu.support import cuda_family, nvidia_verdict
 from ollamactl.host import HostFacts
 from tests.gpu_fakes import GIB, FakeNvml, gtx750ti, h100, k80, rtx3060, write_nvidia_pci
@@ -141,3 +142,21 @@ def test_inventory_json_turns_na_into_null(linux_host, tmp_path):
     assert data["gpus"][0]["vram_total_bytes"] is None
     assert data["gpus"][0]["verdict"]["code"] == "supported"
     assert data["nvidia_driver_version"] == "550.54.15"
+
+
+def test_free_vram_reads_memory_only_and_na_where_nvml_will_not_say():
+    board = h100()
+    board.memory_error = pynvml.NVMLError_NotSupported     # unified-memory board
+    assert read_free_vram(Nvml(FakeNvml([rtx3060(), board]))) == [11 * GIB, NA]
+    assert read_free_vram(Nvml(FakeNvml([]))) == []
+    with pytest.raises(NvmlUnavailable) as info:
+        read_free_vram(Nvml(FakeNvml(init_error=pynvml.NVMLError_DriverNotLoaded)))
+    assert info.value.reason == "driver-not-loaded"
+
+
+def test_a_missing_nvml_package_is_unavailable_not_an_import_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)     # `import pynvml` raises ImportError
+    with pytest.raises(NvmlUnavailable) as info:
+        Nvml().init()
+    assert info.value.reason == "library-not-found"
+    assert Nvml().is_available() is False

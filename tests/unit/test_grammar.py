@@ -6,14 +6,14 @@ from typing import Any
 
 import pytest
 
-from ollamactl.runtime.grammar import (
+from ollamactl.runtime.prompting.grammar import (
     AT_START,
     InvalidFormat,
     check_format,
     compile_constraint,
     tools_constraint,
 )
-from ollamactl.runtime.tools import parse_tools
+from ollamactl.runtime.prompting.tools import parse_tools
 
 STOCK_TOOL = {"type": "function", "function": {
     "name": "get_current_stock_price", "description": "Get the current price for a stock",

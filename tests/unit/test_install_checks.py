@@ -15,16 +15,9 @@ from ollamactl import __version__
 from ollamactl.context import Context
 from ollamactl.errors import OllamactlError, PrivilegeError
 from ollamactl.host import HostFacts
-from ollamactl.install import (
-    InstallOptions,
-    InstallReport,
-    format_bytes,
-    install,
-    manifest,
-    models_dir,
-    users,
-)
+from ollamactl.install import InstallOptions, InstallReport, models_dir, users
 from ollamactl.install.manifest import Manifest
+from ollamactl.service.platforms import for_host, install
 from ollamactl.system import RecordingRunner
 
 
@@ -43,11 +36,11 @@ def test_manifest_round_trip_and_merge_keeps_first_origin() -> None:
 
 
 def test_damaged_manifest_is_a_clear_error(ctx: Context) -> None:
-    path = manifest.manifest_path(ctx)
+    path = for_host(ctx).manifest_file()
     path.parent.mkdir(parents=True)
     path.write_text("{not json")
     with pytest.raises(OllamactlError, match="damaged"):
-        manifest.load(ctx)
+        for_host(ctx).load_manifest()
 
 
 def test_install_needs_root(linux_host: HostFacts, staging_root: Path) -> None:
@@ -105,11 +98,6 @@ def test_models_dir_problems_and_fixes(ctx: Context, recorder: RecordingRunner) 
     problem.apply()
     assert root_owned.stat().st_uid == 64001
     assert models_dir.check(ctx, "/srv/shared", account) == []
-
-
-def test_format_bytes() -> None:
-    assert [format_bytes(n) for n in (12, 4096, 98_400_000, 2_000_000_000)] == [
-        "12 B", "4.1 KB", "98.4 MB", "2.0 GB"]
 
 
 class VersionStub(BaseHTTPRequestHandler):

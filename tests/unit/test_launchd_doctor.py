@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 
 from ollamactl.context import Context
-from ollamactl.doctor.checks_platform import launchd_competing, launchd_loaded, launchd_setenv
 from ollamactl.doctor.finding import FAIL, OK, SKIP, WARN
 from ollamactl.doctor.probe import Probe
 from ollamactl.host import HostFacts
-from ollamactl.install import InstallOptions, install
+from ollamactl.install import InstallOptions
 from ollamactl.service import launchd
 from ollamactl.service.launchd import LABEL, LaunchdLayout, MacAccount
+from ollamactl.service.macos import launchd_competing, launchd_loaded, launchd_setenv
+from ollamactl.service.platforms import install
 from ollamactl.system import RecordingRunner
 from tests.platform_fakes import mac_account, mac_host
 

@@ -8,18 +8,18 @@ import plistlib
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from ollamactl import host as hostmod
-from ollamactl.cli.app import app
 from ollamactl.context import Context
-from ollamactl.errors import ServiceError, SettingError, UsageError
+from ollamactl.errors import EXIT_USAGE, ServiceError, UsageError
 from ollamactl.host import HostFacts
-from ollamactl.install import InstallOptions, install, plan_uninstall, uninstall
-from ollamactl.service import get_service_manager, launchd
+from ollamactl.install import InstallOptions
+from ollamactl.service import launchd
 from ollamactl.service.launchd import LABEL, LaunchdLayout, MacAccount, PlistEnvStore
+from ollamactl.service.platforms import get_service_manager, install, plan_uninstall, uninstall
 from ollamactl.system import PlanRunner, RecordingRunner
 from tests import tree
+from tests.conftest import Cli
 from tests.platform_fakes import mac_account, mac_host
 
 TARGET = f"gui/501/{LABEL}"
@@ -169,14 +169,14 @@ def test_system_daemon_dry_run_plans_the_account_with_dscl(linux_host: HostFacts
     assert not Path("/Library/LaunchDaemons").exists()
 
 
-def test_cli_install_dry_run_on_a_simulated_mac_prints_the_full_plan(
+def test_cli_install_dry_run_on_a_simulated_mac_prints_the_full_plan(cli: Cli,
         tmp_path: Path, mac: HostFacts, account: MacAccount,
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hostmod, "detect", lambda root=Path("/"): mac)
     stage = tmp_path / "stage"
     stage.mkdir()
-    result = CliRunner().invoke(app, ["--root", str(stage), "install", "--dry-run"])
-    assert result.exit_code == 0, result.output
+    result = cli("--root", str(stage), "install", "--dry-run")
+    assert result.code == 0, result.output
     plist = f"{stage}{account.home}/Library/LaunchAgents/{LABEL}.plist"
     for expected in (f"would write  {plist}", f"would mkdir  {stage}{account.home}/.ollama/logs",
                      "install-manifest.json", f"launchctl bootstrap gui/501 {account.home}"):
@@ -186,13 +186,13 @@ def test_cli_install_dry_run_on_a_simulated_mac_prints_the_full_plan(
     # the same without --root: launchctl answers through the recording runner
     probes = RecordingRunner().on("launchctl", "print", returncode=113)
     monkeypatch.setattr("ollamactl.system.SystemRunner", lambda: probes)
-    result = CliRunner().invoke(app, ["install", "--dry-run"])
-    assert result.exit_code == 0, result.output
+    result = cli("install", "--dry-run")
+    assert result.code == 0, result.output
     assert f"would run    launchctl bootstrap gui/501 {plist_of(account)}" in result.output
     assert not plist_of(account).exists()
 
 
-def test_cli_env_set_writes_the_plist_then_restarts(mac: HostFacts, account: MacAccount,
+def test_cli_env_set_writes_the_plist_then_restarts(cli: Cli, mac: HostFacts, account: MacAccount,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     install(live(mac, RecordingRunner(strict=False).on("launchctl", "print", returncode=113)),
             InstallOptions(wait_s=0))
@@ -202,8 +202,8 @@ def test_cli_env_set_writes_the_plist_then_restarts(mac: HostFacts, account: Mac
         .on("launchctl", "bootstrap")
     monkeypatch.setattr(hostmod, "detect", lambda root=Path("/"): mac)
     monkeypatch.setattr("ollamactl.cli.common.SystemRunner", lambda: runner)
-    result = CliRunner().invoke(app, ["env", "set", "OLLAMA_NUM_PARALLEL", "2"])
-    assert result.exit_code == 0, result.output
+    result = cli("env", "set", "OLLAMA_NUM_PARALLEL", "2")
+    assert result.code == 0, result.output
     assert plistlib.loads(plist_of(account).read_bytes())["EnvironmentVariables"][
         "OLLAMA_NUM_PARALLEL"] == "2"
     lines = launchctl_lines(runner)
@@ -211,6 +211,6 @@ def test_cli_env_set_writes_the_plist_then_restarts(mac: HostFacts, account: Mac
         f"launchctl print {TARGET}", f"launchctl print {TARGET}", f"launchctl bootout {TARGET}",
         f"launchctl enable {TARGET}", f"launchctl bootstrap gui/501 {plist_of(account)}"]
     before = plist_of(account).read_bytes()
-    result = CliRunner().invoke(app, ["env", "set", "OLLAMA_NUM_PARALLEL", "lots"])
-    assert isinstance(result.exception, SettingError)
+    result = cli("env", "set", "OLLAMA_NUM_PARALLEL", "lots")
+    assert result.code == EXIT_USAGE and "OLLAMA_NUM_PARALLEL" in result.error
     assert plist_of(account).read_bytes() == before

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ollamactl.runtime.names import InvalidModelName, ModelName
+from ollamactl.runtime.store.names import InvalidModelName, ModelName
 
 
 @pytest.mark.parametrize(("text", "parts", "display"), [

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from ollamactl.runtime.options import (
+from ollamactl.runtime.store.options import (
     DEFAULT_NUM_CTX,
     OPTIONS,
     RUNNER_OPTIONS,

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from ollamactl.runtime.prompt import Prompt, TemplateError, render_chat, render_generate
-from ollamactl.runtime.store import LocalModel, Store
+from ollamactl.runtime.prompting.prompt import render_chat, render_generate
+from ollamactl.runtime.prompting.render import Prompt, TemplateError
+from ollamactl.runtime.store.create import create_model
+from ollamactl.runtime.store.manifests import Store
+from ollamactl.runtime.store.models import LocalModel
 from tests.gguf_builder import build, kv_string, kv_u32, smollm2_path, tiny_model
 
 SMOL_SYSTEM = ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by "
@@ -19,7 +22,7 @@ SMOL_SYSTEM = ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM,
 def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     root = tmp_path_factory.mktemp("prompt-store")
     store = Store(root)
-    store.create("smol", model_digest=store.import_file(smollm2_path()))
+    create_model(store, "smol", model_digest=store.import_file(smollm2_path()))
     return store
 
 
@@ -30,7 +33,7 @@ def smol(store: Store) -> LocalModel:
 
 def _tiny(store: Store, tmp_path: Path, name: str, chat_template: str) -> LocalModel:
     digest = store.import_file(tiny_model(tmp_path / f"{name}.gguf", chat_template=chat_template))
-    return store.create(name, model_digest=digest)
+    return create_model(store, name, model_digest=digest)
 
 
 def test_smollm2_chat_template(smol: LocalModel) -> None:
@@ -52,7 +55,7 @@ def test_user_special_tokens_stay_unparsed(smol: LocalModel) -> None:
 
 
 def test_model_system_and_messages_are_prepended(store: Store, smol: LocalModel) -> None:
-    model = store.create("smol-sys", from_model="smol", system="Be brief.",
+    model = create_model(store, "smol-sys", from_model="smol", system="Be brief.",
                          messages=[{"role": "user", "content": "a"},
                                    {"role": "assistant", "content": "b"}])
     text = render_chat(model, [{"role": "user", "content": "c"}]).text
@@ -100,7 +103,7 @@ def test_gemma_family_without_template_gets_turn_format(tmp_path: Path) -> None:
     gguf_path = tmp_path / "gemma.gguf"
     gguf_path.write_bytes(build([kv_string("general.architecture", "gemma3"),
                                  kv_u32("gemma3.context_length", 64)]))
-    model = store.create("gem", model_digest=store.import_file(gguf_path))
+    model = create_model(store, "gem", model_digest=store.import_file(gguf_path))
     prompt = render_chat(model, [{"role": "user", "content": "hi"}])
     assert prompt.text == "<start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\n"
 
@@ -111,7 +114,7 @@ def test_bos_written_by_template_is_removed_when_llama_cpp_adds_it(store: Store,
     digest = store.import_file(tiny_model(tmp_path / "b.gguf", extra=extra,
                                           chat_template="{{ bos_token }}[{{ messages[0].content "
                                                         "}}]"))
-    model = store.create("bos", model_digest=digest)
+    model = create_model(store, "bos", model_digest=digest)
     assert model.add_bos and model.bos_token == "<s>"
     assert render_chat(model, [{"role": "user", "content": "x"}]).text == "[x]"
 

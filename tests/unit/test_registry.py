@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from ollamactl.runtime.names import ModelName
-from ollamactl.runtime.registry import RegistryClient, RegistryError
+from ollamactl.runtime.store.names import ModelName
+from ollamactl.runtime.store.registry import RegistryClient, RegistryError
 
 
 def _client(name: str, *, insecure: bool = False) -> RegistryClient:

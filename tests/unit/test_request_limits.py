@@ -14,9 +14,10 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from ollamactl.runtime import gotemplate, template_worker
-from ollamactl.runtime.app import RequestLog
-from ollamactl.runtime.grammar import (
+from ollamactl.runtime.http.app import RequestLog
+from ollamactl.runtime.http.limits import BodyLimit
+from ollamactl.runtime.prompting import gotemplate, template_worker
+from ollamactl.runtime.prompting.grammar import (
     MAX_GRAMMAR_BYTES,
     MAX_GRAMMAR_NESTING,
     MAX_PATTERN_CHAIN,
@@ -34,10 +35,13 @@ from ollamactl.runtime.grammar import (
     pattern_chain,
     tools_constraint,
 )
-from ollamactl.runtime.limits import BodyLimit
-from ollamactl.runtime.prompt import TemplateError, render_generate
-from ollamactl.runtime.store import InsufficientSpace, LocalModel, Store
-from ollamactl.runtime.tools import InvalidTools, parse_tools
+from ollamactl.runtime.prompting.prompt import render_generate
+from ollamactl.runtime.prompting.render import TemplateError
+from ollamactl.runtime.prompting.tools import InvalidTools, parse_tools
+from ollamactl.runtime.store.blobs import InsufficientSpace
+from ollamactl.runtime.store.create import create_model
+from ollamactl.runtime.store.manifests import Store
+from ollamactl.runtime.store.models import LocalModel
 from tests.gguf_builder import smollm2_path
 
 # -- schemas and grammars ---------------------------------------------------------------------
@@ -149,7 +153,7 @@ def test_what_the_runner_gets_is_checked_gbnf() -> None:
 
 
 def test_the_server_builds_grammars_without_loading_libllama() -> None:
-    code = ("import sys\nfrom ollamactl.runtime.grammar import compile_constraint\n"
+    code = ("import sys\nfrom ollamactl.runtime.prompting.grammar import compile_constraint\n"
             "compile_constraint({'kind': 'json'}).wire()\n"
             "print(sorted(m for m in sys.modules if m.startswith('llama_cpp')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -162,7 +166,7 @@ def test_the_server_builds_grammars_without_loading_libllama() -> None:
 @pytest.fixture(scope="module")
 def smol(tmp_path_factory: pytest.TempPathFactory) -> LocalModel:
     store = Store(tmp_path_factory.mktemp("limits-store"))
-    store.create("smol", model_digest=store.import_file(smollm2_path()))
+    create_model(store, "smol", model_digest=store.import_file(smollm2_path()))
     return store.resolve("smol")
 
 
@@ -284,7 +288,7 @@ def test_blob_write_keeps_a_margin_of_free_disk(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     store = Store(tmp_path)
     disk = [100 << 30, 10 << 30]  # size, free
-    monkeypatch.setattr("ollamactl.runtime.store.shutil.disk_usage",
+    monkeypatch.setattr("ollamactl.runtime.store.blobs.shutil.disk_usage",
                         lambda path: Usage(disk[0], disk[0] - disk[1], disk[1]))
     with pytest.raises(InsufficientSpace, match=r"this blob needs 9\.50 GiB more and 1\.00 GiB"):
         store.write_blob(iter([b"never read"]), total=int(9.5 * (1 << 30)))

@@ -1,20 +1,25 @@
 """Scheduler rules (queue limit, eviction order, keep_alive, reloads, memory) with the runner
-process faked at its boundary: the fake starts instantly and records when it is stopped."""
+process faked at its boundary: the fake starts instantly and records when it is stopped. Free
+VRAM is asked of a fake NVML module (tests.gpu_fakes)."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
+import threading
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import pynvml
 import pytest
 
-from ollamactl.runtime.memory import MemoryState
-from ollamactl.runtime.runner import RunnerConfig
-from ollamactl.runtime.runner_client import ReadyInfo, RunnerFailed, RunnerProcess
-from ollamactl.runtime.scheduler import (
+from ollamactl.gpu.nvidia import Nvml
+from ollamactl.runtime.runner.config import RunnerConfig
+from ollamactl.runtime.scheduling.memory import MemoryState, free_vram_bytes, gpu_count
+from ollamactl.runtime.scheduling.runner_client import ReadyInfo, RunnerFailed, RunnerProcess
+from ollamactl.runtime.scheduling.scheduler import (
     QUEUE_FULL_MESSAGE,
     ModelRef,
     ModelTooLarge,
@@ -22,6 +27,7 @@ from ollamactl.runtime.scheduler import (
     Scheduler,
     SchedulerConfig,
 )
+from tests.gpu_fakes import GIB, FakeNvml, h100, rtx3060
 
 
 class FakeRunnerProcess:
@@ -49,11 +55,14 @@ class FakeRunnerProcess:
         self.alive = False
 
 
-def make_scheduler(log: list[str], *, free: int = 10**12, **kw: Any) -> Scheduler:
-    """``free``: RAM free with nothing loaded; each loaded runner takes its estimate."""
+def make_scheduler(log: list[str], *, free: int = 10**12,
+                   runner: Callable[[RunnerConfig, Scheduler], Any] | None = None,
+                   **kw: Any) -> Scheduler:
+    """``free``: RAM free with nothing loaded; each loaded runner takes its estimate.
+    ``runner``: the fake runner process to start (default :class:`FakeRunnerProcess`)."""
 
     def spawn(config: RunnerConfig) -> RunnerProcess:
-        fake: Any = FakeRunnerProcess(config, log)
+        fake: Any = runner(config, sched) if runner else FakeRunnerProcess(config, log)
         return fake  # type: ignore[no-any-return]
 
     def memory() -> MemoryState:
@@ -281,14 +290,8 @@ class TightRunnerProcess(FakeRunnerProcess):
 
 
 def tight_scheduler(log: list[str], failure: str) -> Scheduler:
-    sched = make_scheduler(log, max_loaded_models=3)
-
-    def spawn(config: RunnerConfig) -> RunnerProcess:
-        fake: Any = TightRunnerProcess(config, log, sched, failure)
-        return fake  # type: ignore[no-any-return]
-
-    sched.spawn = spawn
-    return sched
+    return make_scheduler(log, max_loaded_models=3, runner=lambda config, sched:
+                          TightRunnerProcess(config, log, sched, failure))
 
 
 def test_a_load_out_of_memory_evicts_every_other_model_and_retries_once() -> None:
@@ -319,3 +322,38 @@ def test_a_load_that_fails_for_another_reason_keeps_the_other_models() -> None:
         await sched.close()
 
     run(scenario)
+
+
+def test_free_vram_is_asked_through_the_one_nvml_door() -> None:
+    fake = FakeNvml([rtx3060(), h100()])
+    nvml = Nvml(fake)
+    assert free_vram_bytes(nvml) == (11 + 79) * GIB
+    assert gpu_count(nvml) == 2
+    assert fake.init_calls == 1      # one NVML session for the server, not one per probe
+
+
+@pytest.mark.parametrize("fake", [
+    FakeNvml(init_error=pynvml.NVMLError_LibRmVersionMismatch),
+    FakeNvml(init_error=pynvml.NVMLError_DriverNotLoaded),
+    FakeNvml([rtx3060(), dataclasses.replace(h100(), memory_error=pynvml.NVMLError_NotSupported)]),
+])
+def test_without_a_working_nvml_there_is_no_vram(fake: FakeNvml) -> None:
+    assert free_vram_bytes(Nvml(fake)) == 0
+    assert gpu_count(Nvml(fake)) == 0
+
+
+def test_a_hung_nvml_init_costs_one_bounded_wait() -> None:
+    release = threading.Event()
+
+    class HangingNvml(FakeNvml):
+        def nvmlInit(self) -> None:
+            self.init_calls += 1
+            release.wait(5.0)
+
+    fake = HangingNvml([h100()])
+    nvml = Nvml(fake, init_timeout_s=0.05)
+    try:
+        assert free_vram_bytes(nvml) == 0 and gpu_count(nvml) == 0
+        assert fake.init_calls == 1
+    finally:
+        release.set()

@@ -9,7 +9,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from ollamactl.runtime.security import (
+from ollamactl.runtime.http.security import (
     DEFAULT_ORIGINS,
     RequestGuard,
     allowed_origins,

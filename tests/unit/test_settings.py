@@ -9,7 +9,7 @@ import pytest
 from ollamactl import settings
 from ollamactl.errors import EXIT_USAGE, SettingError, UnknownSetting, UsageError
 from ollamactl.host import HostFacts
-from ollamactl.settings import FOREVER, HostAddress, format_duration
+from ollamactl.settings import FOREVER, HostAddress
 
 
 @pytest.mark.parametrize(
@@ -77,13 +77,6 @@ def test_keep_alive_refuses(value: str) -> None:
         settings.lookup("OLLAMA_KEEP_ALIVE").validate(value)
     assert "OLLAMA_KEEP_ALIVE" in str(info.value) and repr(value) in str(info.value)
     assert info.value.hint is not None and "1h30m" in info.value.hint
-
-
-def test_format_duration_matches_go() -> None:
-    assert format_duration(300) == "5m0s"
-    assert format_duration(5400) == "1h30m0s"
-    assert format_duration(FOREVER) == "-1"
-    assert format_duration(0.5) == "0.5s"
 
 
 @pytest.mark.parametrize(("value", "expected"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,20 +13,18 @@ from pathlib import Path
 import pytest
 
 from ollamactl.errors import ModelError
-from ollamactl.runtime.gguf import InvalidGGUF
-from ollamactl.runtime.names import InvalidModelName
-from ollamactl.runtime.store import (
-    MEDIA_MODEL,
-    MEDIA_PARAMS,
-    MEDIA_SYSTEM,
-    MEDIA_TEMPLATE,
+from ollamactl.runtime.store.blobs import (
     BlobNotFound,
     DigestMismatch,
     InvalidDigest,
-    ModelNotFound,
-    Store,
     validate_digest,
 )
+from ollamactl.runtime.store.create import create_model
+from ollamactl.runtime.store.gguf import InvalidGGUF
+from ollamactl.runtime.store.manifests import ModelNotFound, Store
+from ollamactl.runtime.store.models import MEDIA_MODEL, MEDIA_PARAMS, MEDIA_SYSTEM, MEDIA_TEMPLATE
+from ollamactl.runtime.store.names import InvalidModelName
+from ollamactl.runtime.store.prune import prune
 from tests.gguf_builder import tiny_model
 
 HEX = "ab" * 32
@@ -94,8 +93,8 @@ def test_existing_blob_is_not_read_again(tmp_path: Path) -> None:
 def store_with_model(tmp_path: Path) -> tuple[Store, str]:
     store = Store(tmp_path / "models")
     digest = store.import_file(tiny_model(tmp_path / "tiny.gguf", chat_template="{{ 'x' }}"))
-    store.create("tiny:1", model_digest=digest, template="{{ .Prompt }}", system="be brief",
-                 params={"temperature": 0.5, "stop": ["</s>"]},
+    create_model(store, "tiny:1", model_digest=digest, template="{{ .Prompt }}",
+                 system="be brief", params={"temperature": 0.5, "stop": ["</s>"]},
                  messages=[{"role": "user", "content": "hi"}], license=["MIT"])
     return store, digest
 
@@ -142,7 +141,7 @@ def test_resolve_reuses_a_parsed_model_until_its_manifest_or_weights_change(
     store, digest = store_with_model
     first = store.resolve("tiny:1")
     assert store.resolve("TINY:1") is first           # unchanged manifest: parsed once
-    store.create("tiny:1", from_model="tiny:1", system="changed")
+    create_model(store, "tiny:1", from_model="tiny:1", system="changed")
     again = store.resolve("tiny:1")
     assert again is not first and again.system == "changed"
     store.blob_path(digest).unlink()
@@ -162,7 +161,7 @@ def test_resolve_errors(store_with_model: tuple[Store, str]) -> None:
 def test_create_from_existing_model_inherits_and_overrides(
         store_with_model: tuple[Store, str]) -> None:
     store, digest = store_with_model
-    child = store.create("me/child", from_model="tiny:1", system="new system",
+    child = create_model(store, "me/child", from_model="tiny:1", system="new system",
                          params={"top_k": 3})
     assert child.name.display == "me/child:latest"
     assert child.model_digest == digest
@@ -174,10 +173,10 @@ def test_create_from_existing_model_inherits_and_overrides(
 def test_create_refuses_missing_blob_and_bad_gguf(tmp_path: Path) -> None:
     store = Store(tmp_path)
     with pytest.raises(BlobNotFound):
-        store.create("x", model_digest=f"sha256:{HEX}")
+        create_model(store, "x", model_digest=f"sha256:{HEX}")
     bad = store.write_blob([b"GGUF\x03\x00\x00\x00 not really"])
     with pytest.raises(InvalidGGUF):
-        store.create("x", model_digest=bad)
+        create_model(store, "x", model_digest=bad)
     assert not (tmp_path / "manifests").exists()
 
 
@@ -190,7 +189,7 @@ def test_interrupted_create_leaves_no_manifest(tmp_path: Path) -> None:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        store.create("half", model_digest=digest, system="s", progress=stop_at_manifest)
+        create_model(store, "half", model_digest=digest, system="s", progress=stop_at_manifest)
     assert store.list() == []
     with pytest.raises(ModelNotFound):
         store.resolve("half")
@@ -233,8 +232,8 @@ def test_prune_removes_old_orphans_and_temp_files(store_with_model: tuple[Store,
     stray = store.root / "blobs" / ".tmp-deadbeef"
     stray.write_bytes(b"partial")
     (store.root / "manifests/empty/dir").mkdir(parents=True)
-    assert store.prune(noprune=True) == []
-    removed = store.prune(noprune=False)
+    assert prune(store, noprune=True) == []
+    removed = prune(store, noprune=False)
     assert set(removed) == {store.blob_path(orphan_old), stray}
     assert store.has_blob(orphan_new)
     assert not (store.root / "manifests/empty").exists()
@@ -247,9 +246,9 @@ def test_prune_honours_ollama_noprune(store_with_model: tuple[Store, str],
     stray = store.root / "blobs" / ".tmp-1"
     stray.write_bytes(b"x")
     monkeypatch.setenv("OLLAMA_NOPRUNE", "1")
-    assert store.prune() == []
+    assert prune(store) == []
     monkeypatch.setenv("OLLAMA_NOPRUNE", "false")
-    assert store.prune() == [stray]
+    assert prune(store) == [stray]
 
 
 def test_reads_a_store_written_by_ollama(tmp_path: Path) -> None:
@@ -283,3 +282,55 @@ def test_manifest_with_traversal_digest_is_refused(tmp_path: Path) -> None:
                                            "size": 1}, "layers": []}))
     with pytest.raises(InvalidDigest):
         Store(tmp_path).resolve("evil")
+
+
+def test_summaries_name_the_digests_and_sizes_of_every_manifest(
+        store_with_model: tuple[Store, str]) -> None:
+    store, _ = store_with_model
+    path = store.root / "manifests/registry.ollama.ai/library/tiny/1"
+    manifest = json.loads(path.read_bytes())
+    (summary,) = store.summaries()
+    assert summary.name == "registry.ollama.ai/library/tiny:1" and summary.path == path
+    assert summary.digests == tuple(layer["digest"]
+                                    for layer in [manifest["config"], *manifest["layers"]])
+    assert summary.size_bytes == store.resolve("tiny:1").size
+
+
+def test_summaries_are_lenient_where_the_server_is_strict(tmp_path: Path) -> None:
+    """Doctor counts the blobs of a manifest the server would refuse (no config, a bad digest,
+    a layer without a size) and leaves out what is not a manifest at all."""
+    manifests = tmp_path / "manifests/registry.ollama.ai/library"
+    (manifests / "odd").mkdir(parents=True)
+    (manifests / "odd/latest").write_text(json.dumps({"layers": [
+        {"mediaType": MEDIA_MODEL, "digest": f"sha256:{HEX}", "size": 100},
+        {"mediaType": MEDIA_SYSTEM, "digest": "sha256:short"}, "not a layer", {"size": 5}]}))
+    (manifests / "broken").mkdir()
+    (manifests / "broken/latest").write_text("{not json")
+    (manifests / "nolayers").mkdir()
+    (manifests / "nolayers/latest").write_text(json.dumps({"config": {"digest": "x"}}))
+    (manifests / "odd/.latest.tmp").write_text("{}")
+    store = Store(tmp_path)
+    (odd,) = store.summaries()
+    assert odd.name == "registry.ollama.ai/library/odd:latest"
+    assert odd.digests == (f"sha256:{HEX}", "sha256:short") and odd.size_bytes == 100
+    with pytest.raises(ModelError, match="refusing to delete blobs"):
+        store.referenced_digests()
+
+
+def test_summaries_only_read(tmp_path: Path, store_with_model: tuple[Store, str]) -> None:
+    """Doctor may look at a staged root or another user's store: nothing is created."""
+    missing = tmp_path / "no-store"
+    assert Store(missing).summaries() == []
+    assert not missing.exists()
+    store, _ = store_with_model
+    shutil.rmtree(store.root / "blobs")
+    before = sorted(store.root.rglob("*"))
+    for directory in [store.root, *(p for p in before if p.is_dir())]:
+        directory.chmod(0o555)
+    try:
+        assert [s.name for s in Store(store.root).summaries()] == \
+            ["registry.ollama.ai/library/tiny:1"]
+    finally:
+        for directory in [store.root, *(p for p in before if p.is_dir())]:
+            directory.chmod(0o755)
+    assert sorted(store.root.rglob("*")) == before

@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from ollamactl.cli.app import app
 from ollamactl.context import Context
-from ollamactl.errors import OllamactlError, SettingError, UsageError
+from ollamactl.errors import SettingError, UsageError
 from ollamactl.service.systemd import (
     DROPIN_PATH,
     UNIT_PATH,
@@ -18,6 +16,7 @@ from ollamactl.service.systemd import (
     format_assignment,
     split_words,
 )
+from tests.conftest import Cli, CliRun
 
 FOREIGN = """[Unit]
 Description=mine
@@ -28,6 +27,11 @@ Environment="CUDA_VISIBLE_DEVICES=0" "OLLAMA_DEBUG=1"
 LimitNOFILE=65536
 Environment=OLLAMA_ORIGINS=https://a.example
 """
+
+
+def env(cli: Cli, root: Path, *args: str) -> CliRun:
+    """``ollamactl --root ROOT env ARGS``."""
+    return cli("--root", str(root), "env", *args)
 
 
 def test_split_words_follows_systemd_quoting() -> None:
@@ -128,31 +132,26 @@ def test_granted_paths_are_one_word_with_percent_doubled(staged: DropInEnvStore)
     assert staged.path.read_text() == FOREIGN
 
 
-def _cli(root: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, ["--root", str(root), *args])
-    if isinstance(result.exception, OllamactlError):
-        return result.exception.exit_code, str(result.exception)
-    return result.exit_code, result.output
-
-
-def test_env_cli_round_trip_and_invalid_values_write_nothing(staged: DropInEnvStore,
+def test_env_cli_round_trip_and_invalid_values_write_nothing(cli: Cli, staged: DropInEnvStore,
                                                            staging_root: Path) -> None:
-    code, out = _cli(staging_root, "env", "set", "OLLAMA_KEEP_ALIVE", "10m")
+    run = env(cli, staging_root, "set", "OLLAMA_KEEP_ALIVE", "10m")
+    code, out = run.code, run.output
     assert code == 0, out
-    code, out = _cli(staging_root, "env", "get", "OLLAMA_KEEP_ALIVE")
+    run = env(cli, staging_root, "get", "OLLAMA_KEEP_ALIVE")
+    code, out = run.code, run.output
     assert "OLLAMA_KEEP_ALIVE=10m" in out and str(staged.path) in out
     before = staged.path.read_bytes()
     for name, value in (("OLLAMA_KEEP_ALIVE", "forever-ish"), ("OLLAMA_HOST", "http://a b"),
                         ("OLLAMA_FLASH_ATTENTION", "yes-please"), ("OLLAMA_HOSTT", "x")):
-        code, _ = _cli(staging_root, "env", "set", name, value)
+        code = env(cli, staging_root, "set", name, value).code
         assert code == 2
         assert staged.path.read_bytes() == before
-    code, _ = _cli(staging_root, "env", "unset", "OLLAMA_KEEP_ALIVE")
+    code = env(cli, staging_root, "unset", "OLLAMA_KEEP_ALIVE").code
     assert code == 0
     assert staged.path.read_text() == FOREIGN
 
 
-def test_env_set_without_installed_unit_is_refused(staging_root: Path) -> None:
-    code, _ = _cli(staging_root, "env", "set", "OLLAMA_DEBUG", "1")
+def test_env_set_without_installed_unit_is_refused(cli: Cli, staging_root: Path) -> None:
+    code = env(cli, staging_root, "set", "OLLAMA_DEBUG", "1").code
     assert code == 1
     assert not (staging_root / DROPIN_PATH.lstrip("/")).exists()

@@ -10,8 +10,8 @@ import pytest
 from ollamactl.context import Context
 from ollamactl.errors import UnsupportedPlatform
 from ollamactl.host import HostFacts
-from ollamactl.service import get_service_manager
 from ollamactl.service.base import LogQuery
+from ollamactl.service.platforms import get_service_manager
 from ollamactl.service.systemd import SystemdManager, UnitSpec, render_unit
 from ollamactl.system import RecordingRunner
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from ollamactl.runtime.tools import (
+from ollamactl.runtime.prompting.tools import (
     InvalidTools,
     Tool,
     ToolCallParser,

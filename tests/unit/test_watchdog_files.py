@@ -10,13 +10,8 @@ import pytest
 from ollamactl.cli.service_cmds import parse_since
 from ollamactl.errors import UsageError
 from ollamactl.service.base import LogQuery
-from ollamactl.service.watchdog import (
-    EnvFileStore,
-    RotatingLog,
-    WatchdogLogSource,
-    line_time,
-    rotated_files,
-)
+from ollamactl.service.logfiles import LogFile, line_time, rotated_logs
+from ollamactl.service.watchdog import EnvFileStore, RotatingLog
 
 
 def test_env_file_keeps_foreign_lines(tmp_path: Path) -> None:
@@ -52,7 +47,7 @@ def test_log_rotates_and_keeps_backups(tmp_path: Path) -> None:
     log = RotatingLog(tmp_path / "ollama.log", max_bytes=200, backups=2)
     for i in range(30):
         log.write(f"line {i:02d}")
-    files = rotated_files(tmp_path / "ollama.log")
+    files = rotated_logs(tmp_path / "ollama.log")
     assert [f.name for f in files] == ["ollama.log.2", "ollama.log.1", "ollama.log"]
     assert all(f.stat().st_size <= 200 for f in files)
     lines = [line for f in files for line in f.read_text().splitlines()]
@@ -71,7 +66,7 @@ def test_read_lines_and_since_across_rotation(tmp_path: Path) -> None:
     (tmp_path / "ollama.log").write_text(
         _stamped(old, "old two") + "\n" + _stamped(new, "new one") + "\n  continuation\n"
         + _stamped(new, "new two") + "\n")
-    source = WatchdogLogSource(tmp_path / "ollama.log")
+    source = LogFile(tmp_path / "ollama.log")
     every = list(source.read(LogQuery()))
     assert [line.split(" ", 1)[1] for line in every] == [
         "old one", "old two", "new one", " continuation", "new two"]
@@ -84,7 +79,7 @@ def test_read_lines_and_since_across_rotation(tmp_path: Path) -> None:
 def test_follow_yields_appended_lines(tmp_path: Path) -> None:
     log = RotatingLog(tmp_path / "ollama.log")
     log.write("before")
-    reader = WatchdogLogSource(tmp_path / "ollama.log", poll_s=0.01).read(
+    reader = LogFile(tmp_path / "ollama.log", poll_s=0.01).read(
         LogQuery(lines=1, follow=True))
     assert next(reader).endswith(" before")
     log.write("after")

@@ -8,16 +8,12 @@ from pathlib import Path
 import pytest
 
 from ollamactl.context import Context
-from ollamactl.doctor.checks_platform import (
-    windows_competing,
-    windows_conflicts,
-    windows_restart,
-)
 from ollamactl.doctor.finding import OK, SKIP, WARN
 from ollamactl.doctor.probe import Probe
 from ollamactl.host import HostFacts
 from ollamactl.service import windows
 from ollamactl.service.windows import HKCU, HKLM, MACHINE_ENV_KEY, USER_ENV_KEY, RegValue
+from ollamactl.service.windows_task import windows_competing, windows_conflicts, windows_restart
 from ollamactl.system import RecordingRunner
 from tests.platform_fakes import FakeRegistry, RecordingBroadcaster, windows_account, windows_host
 

@@ -9,16 +9,22 @@ import xml.etree.ElementTree as ET
 from pathlib import Path, PureWindowsPath
 
 import pytest
-from typer.testing import CliRunner
 
 from ollamactl import host as hostmod
-from ollamactl.cli.app import app
 from ollamactl.context import Context
 from ollamactl.errors import UsageError
 from ollamactl.host import HostFacts
-from ollamactl.install import InstallOptions, install, plan_uninstall, uninstall
-from ollamactl.service import get_env_store, get_service_manager, windows
+from ollamactl.install import InstallOptions
+from ollamactl.service import windows
 from ollamactl.service.base import LogQuery
+from ollamactl.service.platforms import (
+    for_host,
+    get_env_store,
+    get_service_manager,
+    install,
+    plan_uninstall,
+    uninstall,
+)
 from ollamactl.service.windows import (
     HKCU,
     HKLM,
@@ -38,6 +44,7 @@ from ollamactl.service.windows import (
 )
 from ollamactl.system import RecordingRunner
 from tests import tree
+from tests.conftest import Cli
 from tests.platform_fakes import FakeRegistry, RecordingBroadcaster, windows_account, windows_host
 
 NS = {"t": "http://schemas.microsoft.com/windows/2004/02/mit/task"}
@@ -119,7 +126,7 @@ def test_machine_values_that_conflict_are_reported(
         broadcaster: RecordingBroadcaster) -> None:
     registry.set_value(HKLM, MACHINE_ENV_KEY, "OLLAMA_HOST", RegValue("0.0.0.0"))
     registry.set_value(HKLM, MACHINE_ENV_KEY, "OLLAMA_DEBUG", RegValue("1"))
-    store = windows.windows_manager(Context(host=win, runner=RecordingRunner())).env_store()
+    store = for_host(Context(host=win, runner=RecordingRunner())).service_manager().env_store()
     store.set("OLLAMA_HOST", "127.0.0.1:11500")
     assert [(c.name, c.user, c.machine) for c in store.conflicts()] == [
         ("OLLAMA_HOST", "127.0.0.1:11500", "0.0.0.0")]
@@ -130,15 +137,15 @@ def test_machine_values_that_conflict_are_reported(
     assert store.notes("OLLAMA_NUM_PARALLEL") == []
 
 
-def test_cli_env_set_reports_the_machine_value_it_does_not_override(
+def test_cli_env_set_reports_the_machine_value_it_does_not_override(cli: Cli,
         win: HostFacts, account: WindowsAccount, registry: FakeRegistry,
         broadcaster: RecordingBroadcaster, monkeypatch: pytest.MonkeyPatch) -> None:
     registry.set_value(HKLM, MACHINE_ENV_KEY, "OLLAMA_MODELS", RegValue("C:\\models"))
     monkeypatch.setattr(hostmod, "detect", lambda root=Path("/"): win)
     monkeypatch.setattr("ollamactl.cli.common.SystemRunner",
                         lambda: RecordingRunner().on("schtasks", "/Query", returncode=1))
-    result = CliRunner().invoke(app, ["env", "set", "OLLAMA_MODELS", "D:\\models"])
-    assert result.exit_code == 0, result.output
+    result = cli("env", "set", "OLLAMA_MODELS", "D:\\models")
+    assert result.code == 0, result.output
     assert "note: HKLM also sets OLLAMA_MODELS=C:\\models" in result.output
     assert registry.values(HKCU, USER_ENV_KEY)["OLLAMA_MODELS"].data == "D:\\models"
 
@@ -147,7 +154,7 @@ def test_a_setting_changed_after_the_server_started_is_found(
         win: HostFacts, account: WindowsAccount, registry: FakeRegistry,
         broadcaster: RecordingBroadcaster) -> None:
     runner = RecordingRunner().on("schtasks", "/Query", stdout=RUNNING)
-    manager = windows.windows_manager(Context(host=win, runner=runner))
+    manager = for_host(Context(host=win, runner=runner)).service_manager()
     state = manager.status()
     assert state.running and state.started_at is not None
     store = manager.env_store()
@@ -157,7 +164,7 @@ def test_a_setting_changed_after_the_server_started_is_found(
     assert settings_after_start(store, state) == state.started_at + 60
 
 
-def test_install_env_set_restart_uninstall(win: HostFacts, account: WindowsAccount,
+def test_install_env_set_restart_uninstall(cli: Cli, win: HostFacts, account: WindowsAccount,
                                            registry: FakeRegistry,
                                            broadcaster: RecordingBroadcaster,
                                            tmp_path: Path,
@@ -184,15 +191,15 @@ def test_install_env_set_restart_uninstall(win: HostFacts, account: WindowsAccou
         .on("schtasks", "/End").on("schtasks", "/Run")
     monkeypatch.setattr(hostmod, "detect", lambda root=Path("/"): win)
     monkeypatch.setattr("ollamactl.cli.common.SystemRunner", lambda: runner)
-    result = CliRunner().invoke(app, ["env", "set", "OLLAMA_KEEP_ALIVE", "1h"])
-    assert result.exit_code == 0, result.output
+    result = cli("env", "set", "OLLAMA_KEEP_ALIVE", "1h")
+    assert result.code == 0, result.output
     assert registry.values(HKCU, USER_ENV_KEY)["OLLAMA_KEEP_ALIVE"].data == "1h"
     assert broadcaster.sent == 1
     assert lines(runner) == [f"schtasks /Query /TN {TASK_NAME} /FO LIST /V"] * 2 + [
         f"schtasks /End /TN {TASK_NAME}", f"schtasks /Run /TN {TASK_NAME}"]
     store = get_env_store(Context(host=win, runner=RecordingRunner()))
     assert store is not None and store.read()["OLLAMA_KEEP_ALIVE"] == "1h"
-    CliRunner().invoke(app, ["env", "set", "OLLAMA_NUM_PARALLEL", "2", "--no-restart"])
+    cli("env", "set", "OLLAMA_NUM_PARALLEL", "2", "--no-restart")
     assert registry.values(HKCU, USER_ENV_KEY)["OLLAMA_NUM_PARALLEL"].data == "2"
 
     runner = RecordingRunner().on("schtasks", "/Query", stdout=READY) \
@@ -206,15 +213,15 @@ def test_install_env_set_restart_uninstall(win: HostFacts, account: WindowsAccou
     assert tree.diff(before, tree.snapshot(users)) == []
 
 
-def test_cli_install_dry_run_on_simulated_windows_prints_the_full_plan(
+def test_cli_install_dry_run_on_simulated_windows_prints_the_full_plan(cli: Cli,
         tmp_path: Path, win: HostFacts, monkeypatch: pytest.MonkeyPatch) -> None:
     account = WindowsAccount("alice", "C:\\Users\\alice\\AppData\\Local", "C:\\Users\\alice")
     monkeypatch.setattr(windows, "login_account", lambda: account)
     monkeypatch.setattr(hostmod, "detect", lambda root=Path("/"): win)
     stage = tmp_path / "stage"
     stage.mkdir()
-    result = CliRunner().invoke(app, ["--root", str(stage), "install", "--dry-run"])
-    assert result.exit_code == 0, result.output
+    result = cli("--root", str(stage), "install", "--dry-run")
+    assert result.code == 0, result.output
     program = stage / "C/Users/alice/AppData/Local/Programs/ollamactl"
     for expected in (f"would mkdir  {program}", f"would write  {program}/ollama-task.xml",
                      f"would write  {program}/install-manifest.json",
@@ -241,7 +248,7 @@ def test_logs_include_rotated_files_and_the_launcher_rotates(
     log.write_text("time=2025-01-31 15:00:00,000 level=INFO msg=current\n")
     assert sorted(p.name for p in log.parent.iterdir()) == [
         "server-1.log", "server-2.log", "server.log"]
-    source = windows.windows_manager(context).log_source()
+    source = for_host(context).log_source()
     assert [line.rsplit("=", 1)[1] for line in source.read(LogQuery())] == [
         "second", "third", "current"]
     assert [line.rsplit("=", 1)[1] for line in source.read(LogQuery(lines=2))] == [

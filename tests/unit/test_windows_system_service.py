@@ -15,21 +15,24 @@ from pathlib import Path, PureWindowsPath
 
 import psutil
 import pytest
-from typer.testing import CliRunner
 
 from ollamactl import host as hostmod
 from ollamactl.cli import main
-from ollamactl.cli.app import app
 from ollamactl.context import Context
-from ollamactl.doctor.checks_platform import windows_conflicts, windows_restart, windows_service
 from ollamactl.doctor.finding import FAIL, OK, WARN
 from ollamactl.doctor.probe import Probe
-from ollamactl.errors import OllamactlError, PrivilegeError, ServiceError, SettingError
+from ollamactl.errors import EXIT_USAGE, OllamactlError, PrivilegeError, ServiceError
 from ollamactl.host import HostFacts
-from ollamactl.install import InstallOptions, install, plan_uninstall, uninstall
-from ollamactl.install.windows import service_interpreter
-from ollamactl.service import get_env_store, get_service_manager, windows, windows_system
+from ollamactl.install import InstallOptions
+from ollamactl.service import windows, windows_system
 from ollamactl.service.base import LogQuery
+from ollamactl.service.platforms import (
+    get_env_store,
+    get_service_manager,
+    install,
+    plan_uninstall,
+    uninstall,
+)
 from ollamactl.service.windows import (
     HKLM,
     MACHINE_ENV_KEY,
@@ -37,6 +40,7 @@ from ollamactl.service.windows import (
     WindowsAccount,
     local_path,
 )
+from ollamactl.service.windows_service import service_interpreter, windows_service
 from ollamactl.service.windows_system import (
     SERVICE_KEY,
     ServiceLayout,
@@ -44,6 +48,7 @@ from ollamactl.service.windows_system import (
     host_command_line,
     parse_sc_query,
 )
+from ollamactl.service.windows_task import windows_conflicts, windows_restart
 from ollamactl.service.winservice import (
     ACCEPT_PRESHUTDOWN,
     ACCEPT_SHUTDOWN,
@@ -62,6 +67,7 @@ from ollamactl.service.winservice import (
 )
 from ollamactl.system import RecordingRunner
 from tests import tree
+from tests.conftest import Cli
 from tests.platform_fakes import (
     FakeRegistry,
     FakeServiceControl,
@@ -231,7 +237,7 @@ def test_a_venv_runs_as_its_base_interpreter_with_its_site_packages() -> None:
         ("C:\\Py\\python.exe", {"PYTHONPATH": "C:\\venv\\Lib\\site-packages"})
 
 
-def test_install_env_set_restart_uninstall_as_a_service(
+def test_install_env_set_restart_uninstall_as_a_service(cli: Cli,
         admin: HostFacts, account: WindowsAccount, registry: FakeRegistry, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     registry_before = {k: dict(v) for k, v in registry.keys.items()}
@@ -275,8 +281,8 @@ def test_install_env_set_restart_uninstall_as_a_service(
     monkeypatch.setattr(hostmod, "detect", lambda root=Path("/"): admin)
     monkeypatch.setattr("ollamactl.cli.common.SystemRunner", lambda: fake)
     del fake.calls[:]
-    result = CliRunner().invoke(app, ["env", "set", "OLLAMA_HOST", "0.0.0.0:11500"])
-    assert result.exit_code == 0, result.output
+    result = cli("env", "set", "OLLAMA_HOST", "0.0.0.0:11500")
+    assert result.code == 0, result.output
     assert registry.multi_string(HKLM, SERVICE_KEY, "Environment") == [
         "MY_PROXY=http://proxy:3128", *environment, "OLLAMA_HOST=0.0.0.0:11500"]
     assert lines(fake) == ["sc.exe queryex ollama"] * 2 + [
@@ -286,12 +292,12 @@ def test_install_env_set_restart_uninstall_as_a_service(
     store = get_env_store(Context(host=admin, runner=RecordingRunner()))
     assert store is not None and store.read()["OLLAMA_HOST"] == "0.0.0.0:11500"
 
-    result = CliRunner().invoke(app, ["env", "set", "OLLAMA_NUM_PARALLEL", "many"])
-    assert isinstance(result.exception, SettingError) and result.exit_code != 0
+    result = cli("env", "set", "OLLAMA_NUM_PARALLEL", "many")
+    assert result.code == EXIT_USAGE and "OLLAMA_NUM_PARALLEL" in result.error
     assert "OLLAMA_NUM_PARALLEL=many" not in (
         registry.multi_string(HKLM, SERVICE_KEY, "Environment") or [])
-    result = CliRunner().invoke(app, ["env", "unset", "OLLAMA_HOST", "--no-restart"])
-    assert result.exit_code == 0, result.output
+    result = cli("env", "unset", "OLLAMA_HOST", "--no-restart")
+    assert result.code == 0, result.output
     assert registry.multi_string(HKLM, SERVICE_KEY, "Environment") == [
         "MY_PROXY=http://proxy:3128", *environment]
 
@@ -344,7 +350,7 @@ def test_without_administrator_rights_install_system_refuses_in_one_line(
     assert fake.argvs == [] and tree.diff(before, tree.snapshot(tmp_path)) == []
 
 
-def test_cli_install_system_dry_run_prints_the_full_plan(
+def test_cli_install_system_dry_run_prints_the_full_plan(cli: Cli,
         linux_host: HostFacts, account: WindowsAccount, registry: FakeRegistry, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     user = windows_host(linux_host)
@@ -352,8 +358,8 @@ def test_cli_install_system_dry_run_prints_the_full_plan(
     fake = scm(registry)
     monkeypatch.setattr(hostmod, "detect", lambda root=Path("/"): user)
     monkeypatch.setattr("ollamactl.system.SystemRunner", lambda: fake)
-    result = CliRunner().invoke(app, ["install", "--system", "--dry-run"])
-    assert result.exit_code == 0, result.output
+    result = cli("install", "--system", "--dry-run")
+    assert result.code == 0, result.output
     layout = ServiceLayout.for_host(account)
     for expected in (f"would mkdir  {on_disk(user, layout.program_dir)}",
                      f"would mkdir  {on_disk(user, layout.log_path.parent)}",

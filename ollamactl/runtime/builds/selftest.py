@@ -116,8 +116,8 @@ def decode_check(model_path: str, *, slots: int = 4, prompt_tokens: int = 300,
                  new_tokens: int = 12) -> dict[str, Any]:
     """Greedy decode of ``slots`` sequences (two distinct prompts, each twice) in one context;
     the copies must agree. Returns figures; raises AssertionError on wrong answers."""
-    from ollamactl.runtime.batch import BatchEngine, Sampling, SequenceRequest
-    from ollamactl.runtime.runner import physical_cores
+    from ollamactl.runtime.runner.batch import BatchEngine, Sampling, SequenceRequest
+    from ollamactl.runtime.runner.config import physical_cores
 
     started = time.perf_counter()
     engine = BatchEngine(model_path, n_ctx=prompt_tokens + new_tokens + 64, n_parallel=slots,
@@ -164,7 +164,7 @@ def _child(library: str, model_path: str) -> int:
 def bundled_model_path() -> str | None:
     """The GGUF of the bundled smollm2:135m, or None when its package is not installed."""
     from ollamactl.errors import ModelError
-    from ollamactl.runtime import bundled
+    from ollamactl.runtime.store import bundled
 
     try:
         return str(bundled.locate(bundled.BUNDLED["smollm2:135m"])[0])

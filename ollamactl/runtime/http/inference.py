@@ -1,0 +1,414 @@
+"""Ollama's inference routes, ``/api/generate`` and ``/api/chat``, with Ollama's fields, statuses
+and error texts; :class:`Inference` (one sequence on a runner) also serves the embeddings.
+
+Handlers parse and check the body, resolve the model in the store, take a slot from the
+scheduler and stream the runner's tokens as NDJSON (or collect them when ``stream`` is false).
+The token path stays on the event loop. Work a request can make large is bounded before it
+runs and kept off the loop: ``format`` and tool schemas are checked and compiled to a grammar
+in a thread (:mod:`~ollamactl.runtime.prompting.grammar`), prompts are rendered by a template
+worker process (:mod:`~ollamactl.runtime.prompting.template_worker`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+import anyio.to_thread
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from ollamactl.errors import OllamactlError
+from ollamactl.runtime.http.requests import (
+    CLIENT_GONE,
+    NDJSON,
+    ApiError,
+    ndjson_line,
+    parse_request,
+    resolve_model,
+    scheduler_of,
+    store_of,
+    thread_limiter,
+)
+from ollamactl.runtime.http.schemas import (
+    BadRequest,
+    ChatRequest,
+    GenerateRequest,
+    created_at,
+    parse_keep_alive,
+)
+from ollamactl.runtime.prompting.grammar import (
+    GrammarError,
+    InvalidFormat,
+    check_format,
+    compile_constraint,
+    tools_constraint,
+)
+from ollamactl.runtime.prompting.tools import (
+    InvalidTools,
+    ToolCall,
+    ToolCallParser,
+    parse_tool_choice,
+    parse_tools,
+    prepare_messages,
+)
+from ollamactl.runtime.runner.config import RunnerConfig
+from ollamactl.runtime.scheduling.memory import estimate_model_bytes
+from ollamactl.runtime.scheduling.runner_client import Finished, RunnerFailed, RunnerRefused
+from ollamactl.runtime.scheduling.scheduler import Lease, ModelRef, ModelTooLarge, QueueFull
+from ollamactl.runtime.store import gguf
+from ollamactl.runtime.store.models import LocalModel
+from ollamactl.runtime.store.options import InvalidOption, merge_options
+
+if TYPE_CHECKING:
+    from ollamactl.runtime.prompting.render import Prompt
+
+SAMPLING_KEYS = ("num_predict", "temperature", "top_k", "top_p", "min_p", "typical_p",
+                 "repeat_penalty", "repeat_last_n", "presence_penalty", "frequency_penalty",
+                 "seed", "stop", "num_keep")
+
+R = TypeVar("R")
+
+
+async def _disconnected(request: Request) -> None:
+    """Return once the client has closed the connection (call after the body was read)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _while_connected(request: Request, work: Awaitable[R]) -> R:
+    """``work``'s result, unless the client leaves first: then ``work`` is cancelled (its own
+    cleanup gives back what it held) and the request ends with 499. A client that gave up
+    while queued must not take a slot and run a generation nobody reads."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+    if task.cancelled():
+        raise ApiError(CLIENT_GONE, "client closed the connection")
+    return task.result()
+
+
+class Inference:
+    """Everything one generate/chat request needs once its body has been checked."""
+
+    def __init__(self, request: Request, request_model: str, model: LocalModel,
+                 options: dict[str, Any], keep_alive_s: float | None) -> None:
+        self.request = request
+        self.request_model = request_model
+        self.model = model
+        self.options = options
+        self.keep_alive_s = keep_alive_s
+        self.started_ns = time.perf_counter_ns()
+        config = request.app.state.config
+        self.runner_config = RunnerConfig(
+            model_path=str(model.model_path), num_ctx=int(options["num_ctx"]),
+            num_parallel=scheduler_of(request).config.num_parallel,
+            num_batch=int(options["num_batch"]), num_thread=int(options["num_thread"]),
+            num_gpu=int(options["num_gpu"]),
+            use_mmap=True if options.get("use_mmap") is None else bool(options["use_mmap"]),
+            flash_attention=config.flash_attention)
+
+    def model_ref(self) -> ModelRef:
+        info = gguf.read_metadata(self.model.model_path)
+        estimate = estimate_model_bytes(info, num_ctx=self.runner_config.num_ctx,
+                                        num_parallel=self.runner_config.num_parallel,
+                                        num_batch=self.runner_config.num_batch)
+        return ModelRef(name=self.model.name.display, digest=self.model.manifest_digest,
+                        model_path=self.model.model_path, estimate_bytes=estimate,
+                        details=self.model.details.to_dict())
+
+    async def acquire(self) -> Lease:
+        try:
+            return await scheduler_of(self.request).acquire(self.model_ref(), self.runner_config,
+                                                            self.keep_alive_s)
+        except QueueFull as exc:
+            raise ApiError(503, str(exc)) from None
+        except ModelTooLarge as exc:
+            raise ApiError(500, str(exc)) from None
+        except RunnerFailed as exc:
+            raise ApiError(500, str(exc)) from None
+
+    def sampling(self) -> dict[str, Any]:
+        return {key: self.options[key] for key in SAMPLING_KEYS if key in self.options}
+
+    def metrics(self, lease: Lease, done: Finished) -> dict[str, int]:
+        values = {
+            "total_duration": time.perf_counter_ns() - self.started_ns,
+            "load_duration": lease.load_ns,
+            "prompt_eval_count": done.prompt_eval_count,
+            "prompt_eval_duration": done.prompt_eval_ns,
+            "eval_count": done.eval_count,
+            "eval_duration": done.eval_ns,
+        }
+        return {key: value for key, value in values.items() if value}
+
+    async def load_only(self, *, unload: bool, chat: bool) -> Response:
+        """Empty prompt/messages: preload (``load``) or, with keep_alive 0, unload."""
+        if unload:
+            scheduler_of(self.request).expire(self.model.model_path)
+        else:
+            lease = await self.acquire()
+            scheduler_of(self.request).release(lease)
+        body: dict[str, Any] = {"model": self.request_model, "created_at": created_at()}
+        if chat:
+            body["message"] = {"role": "assistant", "content": ""}
+        else:
+            body["response"] = ""
+        body.update({"done": True, "done_reason": "unload" if unload else "load"})
+        return JSONResponse(body)
+
+    async def run(self, segments: list[tuple[str, bool]], *, stream: bool,
+                  chunk: Callable[[str], dict[str, Any] | None],
+                  final: Callable[[str, Finished, dict[str, int]], dict[str, Any]],
+                  context: list[int] | None = None, want_context: bool = False,
+                  grammar: dict[str, Any] | None = None, shift: bool = True,
+                  truncate: bool = True) -> Response:
+        """Run one sequence and answer with NDJSON chunks or a single object; ``chunk`` may
+        hold a piece back (None), ``grammar`` constrains decoding (see
+        :mod:`~ollamactl.runtime.prompting.grammar`)."""
+        scheduler = scheduler_of(self.request)
+        grammar = await _compiled(grammar)
+        lease = await _while_connected(self.request, self.acquire())
+        events = lease.loaded.process.generate(segments, self.sampling(), context=context,
+                                               want_context=want_context, grammar=grammar,
+                                               shift=shift, truncate=truncate)
+        try:
+            first = await _while_connected(self.request, anext(events))
+        except RunnerFailed as exc:
+            scheduler.release(lease)
+            raise ApiError(400 if isinstance(exc, RunnerRefused) else 500, str(exc)) from None
+        except BaseException:
+            scheduler.release(lease)
+            await events.aclose()
+            raise
+
+        if not stream:
+            async def collect() -> tuple[list[str], Finished]:
+                pieces: list[str] = []
+                event = first
+                while not isinstance(event, Finished):
+                    pieces.append(event)
+                    event = await anext(events)
+                return pieces, event
+
+            try:
+                pieces, done = await _while_connected(self.request, collect())
+            except RunnerFailed as exc:
+                raise ApiError(500, str(exc)) from None
+            finally:
+                scheduler.release(lease)
+                await events.aclose()
+            return JSONResponse(final("".join(pieces), done, self.metrics(lease, done)))
+
+        released = False
+
+        def release_once() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                scheduler.release(lease)
+
+        async def pump(queue: asyncio.Queue[str | Finished | RunnerFailed]) -> None:
+            """Drain the runner whatever the client does: a reader that stalls (its socket
+            full) must not keep the slot, so the slot is given back when the sequence ends."""
+            event: str | Finished = first
+            try:
+                while True:
+                    queue.put_nowait(event)
+                    if isinstance(event, Finished):
+                        return
+                    event = await anext(events)
+            except RunnerFailed as exc:
+                queue.put_nowait(exc)
+            finally:
+                release_once()
+
+        async def body() -> AsyncIterator[bytes]:
+            queue: asyncio.Queue[str | Finished | RunnerFailed] = asyncio.Queue()
+            task = asyncio.create_task(pump(queue))
+            try:
+                while True:
+                    event = await queue.get()
+                    if isinstance(event, RunnerFailed):
+                        yield ndjson_line({"error": str(event)})
+                        return
+                    if isinstance(event, Finished):
+                        yield ndjson_line(final("", event, self.metrics(lease, event)))
+                        return
+                    if event and (piece := chunk(event)) is not None:
+                        yield ndjson_line(piece)
+            finally:
+                with anyio.CancelScope(shield=True):  # a client that hung up cancels the rest
+                    task.cancel()                      # ends the sequence in the runner
+                    await asyncio.wait({task})
+                    await events.aclose()
+                release_once()
+
+        return StreamingResponse(body(), media_type=NDJSON)
+
+
+async def prepare(request: Request, model_name: str, options: Any, keep_alive: Any,
+                  *, chat: bool) -> Inference:
+    """The :class:`Inference` for a request naming ``model_name``: keep_alive and options
+    checked, the model resolved (a 400 or 404 otherwise)."""
+    try:
+        keep_alive_s = parse_keep_alive(keep_alive)
+    except BadRequest as exc:
+        raise ApiError(400, str(exc)) from None
+    if not model_name:
+        raise ApiError(400, "model is required") if chat else ApiError(404, "model '' not found")
+    model = resolve_model(store_of(request), model_name)
+    config = request.app.state.config
+    try:
+        merged = merge_options(model.params, options, config.context_length,
+                               max_num_ctx=model.details.context_length)
+    except InvalidOption as exc:
+        raise ApiError(400, str(exc)) from None
+    return Inference(request, model_name, model, merged, keep_alive_s)
+
+
+async def generate(request: Request) -> Response:
+    req = await parse_request(request, GenerateRequest)
+    if req.raw and (req.template or req.system or req.context):
+        raise ApiError(400, "raw mode does not support template, system, or context")
+    grammar = _format_constraint(req.format)
+    inference = await prepare(request, req.model, req.options, req.keep_alive, chat=False)
+    _check_context(inference.model, req.context)
+    if not req.prompt and not req.suffix:
+        return await inference.load_only(unload=inference.keep_alive_s == 0, chat=False)
+    from ollamactl.runtime.prompting.prompt import render_generate
+
+    prompt = await _rendered(request, lambda: render_generate(
+        inference.model, req.prompt, system=req.system, template=req.template, raw=req.raw,
+        include_model_messages=not req.context))
+    name = req.model
+
+    def chunk(text: str) -> dict[str, Any]:
+        return {"model": name, "created_at": created_at(), "response": text, "done": False}
+
+    def final(text: str, done: Finished, metrics: dict[str, int]) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": name, "created_at": created_at(), "response": text,
+                                "done": True, "done_reason": done.reason}
+        if done.context is not None:
+            body["context"] = done.context
+        body.update(metrics)
+        return body
+
+    return await inference.run(list(prompt.segments), stream=req.stream is not False,
+                               chunk=chunk, final=final, context=req.context,
+                               want_context=not req.raw, grammar=grammar,
+                               shift=req.shift is not False,
+                               truncate=req.truncate is not False)
+
+
+async def chat(request: Request) -> Response:
+    req = await parse_request(request, ChatRequest)
+    grammar = _format_constraint(req.format)
+    try:
+        tools = parse_tools(req.tools)
+        choice = parse_tool_choice(req.tool_choice, tools)
+    except InvalidTools as exc:
+        raise ApiError(400, str(exc)) from None
+    inference = await prepare(request, req.model, req.options, req.keep_alive, chat=True)
+    if not req.messages:
+        return await inference.load_only(unload=inference.keep_alive_s == 0, chat=True)
+    tools = [] if choice.disabled else tools
+    if tools and "completion" not in inference.model.capabilities:
+        raise ApiError(400, f"{inference.model.name.display} does not support tools")
+    from ollamactl.runtime.prompting.prompt import render_chat
+
+    # Templates without `tools` get the generic tool prompt; decoding of a started call is
+    # then constrained by its schema, so every completion model can call tools.
+    native_tools = "tools" in inference.model.capabilities
+    messages = [m.model_dump(exclude_none=True) | {"role": m.role.lower()} for m in req.messages]
+    try:
+        messages = prepare_messages(messages, tools, template_has_tools=native_tools)
+    except InvalidTools as exc:
+        raise ApiError(400, str(exc)) from None
+    prompt = await _rendered(request, lambda: render_chat(
+        inference.model, messages,
+        tools=[t.to_dict() for t in tools] if tools and native_tools else None))
+    if tools and grammar is None:
+        grammar = tools_constraint(tools, forced=choice.forced, only=choice.only)
+    parser = ToolCallParser(tools) if tools else None
+    name = req.model
+
+    def message(content: str, calls: list[ToolCall]) -> dict[str, Any]:
+        body: dict[str, Any] = {"role": "assistant", "content": content}
+        if calls:
+            body["tool_calls"] = [call.to_native() for call in calls]
+        return body
+
+    def chunk(text: str) -> dict[str, Any] | None:
+        content, calls = parser.feed(text) if parser else (text, [])
+        if not content and not calls:
+            return None
+        return {"model": name, "created_at": created_at(),
+                "message": message(content, calls), "done": False}
+
+    def final(text: str, done: Finished, metrics: dict[str, int]) -> dict[str, Any]:
+        content, calls = text, list[ToolCall]()
+        if parser is not None:
+            content, calls = parser.feed(text)
+            tail, more = parser.finish()
+            content, calls = content + tail, calls + more
+        return {"model": name, "created_at": created_at(), "message": message(content, calls),
+                "done_reason": done.reason, "done": True, **metrics}
+
+    return await inference.run(list(prompt.segments), stream=req.stream is not False,
+                               chunk=chunk, final=final, grammar=grammar,
+                               shift=req.shift is not False,
+                               truncate=req.truncate is not False)
+
+
+def _check_context(model: LocalModel, context: list[int] | None) -> None:
+    """Client token ids must exist in the vocabulary: llama.cpp reads out of bounds on -1 or
+    ids >= n_vocab (llama.cpp#12178), so they are refused before a runner sees them."""
+    if not context:
+        return
+    tokens = gguf.read_metadata(model.model_path).kv.get("tokenizer.ggml.tokens")
+    n_vocab = tokens.length if isinstance(tokens, gguf.SkippedArray) else len(tokens or [])
+    if any(token < 0 or token >= n_vocab for token in context):
+        raise ApiError(400, "context contains invalid token ids")
+
+
+def _format_constraint(value: Any) -> dict[str, Any] | None:
+    try:
+        return check_format(value)
+    except (InvalidFormat, GrammarError) as exc:
+        raise ApiError(400, str(exc)) from None
+
+
+async def _compiled(spec: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The checked grammar the runner gets for a constraint; built in a thread, as its CPU
+    work, though bounded by the schema limits, can take a moment."""
+    if spec is None:
+        return None
+    try:
+        return await run_in_threadpool(lambda: compile_constraint(spec).wire())
+    except GrammarError as exc:
+        raise ApiError(400, f"{'format' if spec['kind'] != 'tools' else 'tools'}: {exc}") \
+            from None
+
+
+async def _rendered(request: Request, render: Callable[[], Prompt]) -> Prompt:
+    """A prompt from ``render``, run in a thread of its own limiter: a render waits for one of
+    the template workers, and waiting requests must not hold the thread pool that /api/tags
+    and the store need."""
+    from ollamactl.runtime.prompting.template_worker import WORKERS
+
+    try:
+        return await anyio.to_thread.run_sync(
+            render, limiter=thread_limiter(request, "render_limiter", WORKERS))
+    except OllamactlError as exc:
+        raise ApiError(400, str(exc)) from None

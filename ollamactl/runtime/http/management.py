@@ -1,0 +1,335 @@
+"""Ollama's other routes: ``/`` and ``/api/version``, listing and inspection (``/api/tags``,
+``/api/ps``, ``/api/show``) and managing the store (``/api/copy``, ``/api/delete``,
+``/api/blobs/<digest>``, ``/api/create``, ``/api/pull``), with Ollama's fields, statuses and
+error texts. Blocking store work runs in the thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import PurePosixPath
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from fastapi import Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+from ollamactl import __version__
+from ollamactl.errors import ModelError, OllamactlError
+from ollamactl.runtime.http.requests import (
+    NDJSON,
+    ApiError,
+    ndjson_line,
+    parse_request,
+    resolve_model,
+    scheduler_of,
+    store_of,
+    thread_limiter,
+)
+from ollamactl.runtime.http.schemas import CopyRequest, CreateRequest, ModelRequest, local_time
+from ollamactl.runtime.store import gguf
+from ollamactl.runtime.store.blobs import (
+    BlobNotFound,
+    DigestMismatch,
+    InsufficientSpace,
+    InvalidDigest,
+    validate_digest,
+)
+from ollamactl.runtime.store.create import create_model
+from ollamactl.runtime.store.manifests import ModelNotFound
+from ollamactl.runtime.store.models import LocalModel, model_info_of
+from ollamactl.runtime.store.names import InvalidModelName, ModelName
+from ollamactl.runtime.store.options import InvalidOption, validate_options
+
+# -- listing and inspection -----------------------------------------------------------------------
+
+
+async def root() -> Response:
+    return PlainTextResponse("Ollama is running")
+
+
+# The Ollama release whose API these routes follow (../shared/reference/ollama-compat.md):
+# clients gate features (tools, /api/embed, structured outputs) on "version", so it names the
+# API level; "ollamactl" says which server this is (doctor's stale-process check, status).
+OLLAMA_API_VERSION = "0.33.0"
+
+
+async def version() -> Response:
+    return JSONResponse({"version": OLLAMA_API_VERSION, "ollamactl": __version__})
+
+
+async def tags(request: Request) -> Response:
+    models = await run_in_threadpool(store_of(request).list)
+    return JSONResponse({"models": [{
+        "name": m.name.display, "model": m.name.display,
+        "modified_at": m.modified_at.isoformat(), "size": m.size,
+        "digest": m.manifest_digest, "details": m.details.to_dict(),
+        "capabilities": m.capabilities,
+    } for m in models]})
+
+
+async def ps(request: Request) -> Response:
+    models = []
+    for loaded in scheduler_of(request).running():
+        models.append({
+            "name": loaded.ref.name, "model": loaded.ref.name, "size": loaded.size_bytes,
+            "digest": loaded.ref.digest, "details": dict(loaded.ref.details),
+            "expires_at": local_time(loaded.expires_at), "size_vram": loaded.size_vram_bytes,
+            "context_length": loaded.config.num_ctx,
+        })
+    scheduler = scheduler_of(request)
+    # An extension Ollama lacks: how many requests wait for a model (fleet status shows it).
+    queue = {"pending": scheduler.pending, "max": scheduler.config.max_queue}
+    return JSONResponse({"models": models, "queue": queue})
+
+
+async def show(request: Request) -> Response:
+    req = await parse_request(request, ModelRequest)
+    if not req.target:
+        raise ApiError(400, "model is required")
+    from ollamactl.runtime.store.modelfile import format_modelfile, format_parameters
+
+    model = await run_in_threadpool(resolve_model, store_of(request), req.target)
+    model_info = model.model_info
+    if req.verbose:
+        model_info = model_info_of(gguf.read_metadata(model.model_path, keep_arrays=True),
+                                   verbose=True)
+    body: dict[str, Any] = {
+        "license": "\n".join(model.license),
+        "modelfile": format_modelfile(model),
+        "parameters": format_parameters(model.params),
+        "template": model.template or model.chat_template or "",
+        "system": model.system or "",
+        "details": model.details.to_dict(),
+        "messages": model.messages,
+        "model_info": model_info,
+        "capabilities": model.capabilities,
+        "modified_at": model.modified_at.isoformat(),
+    }
+    if req.verbose:
+        body["tensors"] = model.tensors
+    return JSONResponse({k: v for k, v in body.items() if v != "" and v != []} |
+                        {"model_info": model_info, "details": body["details"]})
+
+
+# -- management -----------------------------------------------------------------------------------
+
+
+async def copy(request: Request) -> Response:
+    req = await parse_request(request, CopyRequest)
+    for label, value in (("source", req.source), ("destination", req.destination)):
+        try:
+            ModelName.parse(value)
+        except InvalidModelName:
+            raise ApiError(400, f'{label} "{value}" is invalid') from None
+    try:
+        await run_in_threadpool(store_of(request).copy, req.source, req.destination)
+    except ModelNotFound:
+        raise ApiError(404, f'model "{req.source}" not found') from None
+    except ModelError as exc:
+        raise ApiError(500, str(exc)) from None
+    return Response(status_code=200)
+
+
+async def delete(request: Request) -> Response:
+    req = await parse_request(request, ModelRequest)
+    store = store_of(request)
+    model = await run_in_threadpool(resolve_model, store, req.target)
+    scheduler_of(request).expire(model.model_path)
+    try:
+        await run_in_threadpool(store.delete, req.target)
+    except ModelNotFound:
+        raise ApiError(404, f"model '{req.target}' not found") from None
+    except ModelError as exc:
+        raise ApiError(500, str(exc)) from None
+    return Response(status_code=200)
+
+
+async def head_blob(request: Request, digest: str) -> Response:
+    try:
+        exists = store_of(request).has_blob(digest)
+    except InvalidDigest:
+        return JSONResponse({"error": "invalid digest format"}, status_code=400)
+    return Response(status_code=200 if exists else 404)
+
+
+BLOB_UPLOADS_AT_ONCE = 4
+BLOB_IDLE_TIMEOUT_S = 60.0
+
+
+class UploadStalled(Exception):
+    """A blob upload sent no bytes for BLOB_IDLE_TIMEOUT_S; its temp file is removed."""
+
+
+async def post_blob(request: Request, digest: str) -> Response:
+    store = store_of(request)
+    try:
+        expected = validate_digest(digest)
+    except InvalidDigest:
+        raise ApiError(400, "invalid digest format") from None
+    if store.has_blob(expected):
+        return Response(status_code=200)
+    try:
+        declared = int(request.headers.get("content-length", ""))
+    except ValueError:
+        declared = None  # chunked: free space is checked as the bytes arrive
+    loop = asyncio.get_running_loop()
+    chunks = request.stream().__aiter__()
+
+    async def next_chunk() -> bytes | None:
+        try:
+            return await anext(chunks)
+        except StopAsyncIteration:
+            return None
+
+    def pull_chunks() -> Iterator[bytes]:
+        while True:
+            future = asyncio.run_coroutine_threadsafe(next_chunk(), loop)
+            try:
+                chunk = future.result(timeout=BLOB_IDLE_TIMEOUT_S)
+            except TimeoutError:
+                future.cancel()
+                raise UploadStalled from None
+            if chunk is None:
+                return
+            yield chunk
+
+    # Each upload holds a worker thread while it waits for the network: a limiter of its own
+    # keeps stalled uploads from taking every thread that /api/tags or /api/show need.
+    limiter = thread_limiter(request, "blob_upload_limiter", BLOB_UPLOADS_AT_ONCE)
+    try:
+        await anyio.to_thread.run_sync(
+            lambda: store.write_blob(pull_chunks(), expected, total=declared), limiter=limiter)
+    except UploadStalled:
+        raise ApiError(408, f"upload sent nothing for {BLOB_IDLE_TIMEOUT_S:.0f} s") from None
+    except ClientDisconnect:  # the temp file is gone already; nobody is left to answer
+        return Response(status_code=400)
+    except DigestMismatch as exc:
+        raise ApiError(400, str(exc)) from None
+    except InsufficientSpace as exc:  # refused before reading when the size was declared
+        raise ApiError(507, str(exc)) from None
+    except ModelError as exc:
+        raise ApiError(500, str(exc)) from None
+    return Response(status_code=201)
+
+
+def _file_path_ok(name: str) -> bool:
+    path = PurePosixPath(name)
+    return bool(name) and not path.is_absolute() and "\\" not in name and \
+        all(part not in (".", "..") for part in path.parts)
+
+
+async def create(request: Request) -> Response:
+    req = await parse_request(request, CreateRequest)
+    store = store_of(request)
+    try:
+        ModelName.parse(req.target)
+    except InvalidModelName:
+        raise ApiError(400, "invalid model name") from None
+    if not req.from_ and not req.files:
+        raise ApiError(400, "neither 'from' or 'files' was specified")
+    model_digest = None
+    for filename, digest in (req.files or {}).items():
+        if not _file_path_ok(filename):
+            raise ApiError(400, "file path must be relative")
+        if not digest:
+            raise ApiError(400, "invalid digest format")
+        try:
+            canonical = validate_digest(digest)
+        except InvalidDigest:
+            raise ApiError(400, "invalid digest format") from None
+        if model_digest is None or filename.endswith(".gguf"):
+            model_digest = canonical
+    try:
+        params = validate_options(req.parameters, strict=True)
+    except InvalidOption as exc:
+        raise ApiError(400, str(exc)) from None
+    license_texts = [req.license] if isinstance(req.license, str) else req.license
+    statuses: list[dict[str, Any]] = []
+
+    def progress(status: str, completed: int | None, total: int | None) -> None:
+        statuses.append({"status": status})
+
+    def work() -> LocalModel:
+        return create_model(
+            store, req.target, model_digest=model_digest,
+            from_model=None if req.files else req.from_,
+            template=req.template, system=req.system, params=params or None,
+            messages=[m.model_dump(exclude_none=True) for m in req.messages]
+            if req.messages else None, license=license_texts, progress=progress)
+
+    try:
+        await run_in_threadpool(work)
+    except (ModelNotFound, BlobNotFound, InvalidModelName) as exc:
+        raise ApiError(404 if isinstance(exc, ModelNotFound) else 400, str(exc)) from None
+    except gguf.InvalidGGUF as exc:
+        raise ApiError(400, f"invalid model file: {exc.reason}") from None
+    except ModelError as exc:
+        raise ApiError(400, str(exc)) from None
+    if req.stream is False:
+        return JSONResponse({"status": "success"})
+    return StreamingResponse(iter([ndjson_line(s) for s in statuses]), media_type=NDJSON)
+
+
+async def pull(request: Request) -> Response:
+    req = await parse_request(request, ModelRequest)
+    try:
+        ModelName.parse(req.target)
+    except InvalidModelName:
+        raise ApiError(400, "invalid model name") from None
+    from ollamactl.runtime.store import bundled, registry
+
+    store = store_of(request)
+    loop = asyncio.get_running_loop()
+    updates: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    last_sent = [0.0]
+
+    def progress(status: str, completed: int | None, total: int | None) -> None:
+        now = time.monotonic()
+        final_step = completed is None or completed == total
+        if not final_step and now - last_sent[0] < 0.06:
+            return
+        last_sent[0] = now
+        item: dict[str, Any] = {"status": status}
+        if total:
+            item["total"] = total
+        if completed:
+            item["completed"] = completed
+        loop.call_soon_threadsafe(updates.put_nowait, item)
+
+    def work() -> None:
+        try:
+            if bundled.is_bundled(req.target):  # installed packages first, then the registry
+                bundled.import_bundled(store, req.target, progress=progress)
+            else:
+                registry.pull(store, req.target, insecure=req.insecure, progress=progress)
+        except OllamactlError as exc:
+            loop.call_soon_threadsafe(updates.put_nowait, {"error": str(exc)})
+        finally:
+            loop.call_soon_threadsafe(updates.put_nowait, None)
+
+    task = asyncio.ensure_future(run_in_threadpool(work))
+
+    async def events() -> AsyncIterator[dict[str, Any]]:
+        while (item := await updates.get()) is not None:
+            yield item
+        await task
+
+    if req.stream is False:
+        last: dict[str, Any] = {}
+        async for item in events():
+            last = item
+        if "error" in last:
+            raise ApiError(500, str(last["error"]))
+        return JSONResponse(last)
+
+    async def body() -> AsyncIterator[bytes]:
+        async for item in events():
+            yield ndjson_line(item)
+
+    return StreamingResponse(body(), media_type=NDJSON)

@@ -1,0 +1,167 @@
+"""Request bodies of the native API (pydantic) and the value rules Ollama applies to them.
+
+Responses are plain dicts built in :mod:`inference` and :mod:`management`: on the token path a
+dict and one ``json.dumps`` per chunk cost less than a model round trip. Field names follow
+api/types.go.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ollamactl.settings import Invalid, parse_go_duration
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class BadRequest(ValueError):
+    """The body is not acceptable; the message goes back as a 400 ``{"error": ...}``."""
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Message(_Request):
+    role: str
+    content: str = ""
+    thinking: str | None = None
+    images: list[str] | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_name: str | None = None
+    tool_call_id: str | None = None
+
+
+class GenerateRequest(_Request):
+    model: str = ""
+    prompt: str = ""
+    suffix: str = ""
+    system: str | None = None
+    template: str | None = None
+    context: list[int] | None = None
+    stream: bool | None = None
+    raw: bool = False
+    format: Any = None
+    options: dict[str, Any] | None = None
+    keep_alive: Any = None
+    images: list[str] | None = None
+    think: Any = None
+    truncate: bool | None = None  # unset/true: a prompt longer than num_ctx is cut (false: 400)
+    shift: bool | None = None     # unset/true: a full context shifts (false: ends, "length")
+
+
+class ChatRequest(_Request):
+    model: str = ""
+    messages: list[Message] | None = None
+    tools: list[Any] | None = None
+    tool_choice: Any = None      # OpenAI's, also accepted natively: none|auto|required|named
+    stream: bool | None = None
+    format: Any = None
+    options: dict[str, Any] | None = None
+    keep_alive: Any = None
+    think: Any = None
+    truncate: bool | None = None
+    shift: bool | None = None
+
+
+class ModelRequest(_Request):
+    """show / delete / pull: ``model`` or the deprecated ``name``."""
+
+    model: str = ""
+    name: str = ""
+    verbose: bool = False
+    insecure: bool = False
+    stream: bool | None = None
+
+    @property
+    def target(self) -> str:
+        return self.model or self.name
+
+
+class CopyRequest(_Request):
+    source: str = ""
+    destination: str = ""
+
+
+class CreateRequest(_Request):
+    model: str = ""
+    name: str = ""
+    from_: str | None = None
+    files: dict[str, str] | None = None
+    template: str | None = None
+    system: str | None = None
+    license: str | list[str] | None = None
+    parameters: dict[str, Any] | None = None
+    messages: list[Message] | None = None
+    stream: bool | None = None
+    quantize: str | None = None
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    def __init__(self, **data: Any) -> None:
+        if "from" in data:
+            data["from_"] = data.pop("from")
+        super().__init__(**data)
+
+    @property
+    def target(self) -> str:
+        return self.model or self.name
+
+
+def parse_body(schema: type[T], data: Any) -> T:
+    """Validate a decoded JSON body; one line naming the first bad field on failure."""
+    if not isinstance(data, dict):
+        raise BadRequest("request body must be a JSON object")
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise BadRequest(f"invalid value for field {where!r}: {first['msg']}") from None
+
+
+def parse_keep_alive(value: Any) -> float | None:
+    """A request's keep_alive in seconds (math.inf = forever); None when absent.
+
+    Numbers are seconds, strings are Go durations that must carry a unit (``"300"`` is refused
+    as Ollama refuses it), negatives mean forever.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise BadRequest("Unsupported type: 'bool'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        try:
+            seconds = parse_go_duration(value)
+        except Invalid:
+            raise BadRequest(f'time: missing unit in duration "{value}"'
+                             if value.strip().lstrip("+-").replace(".", "").isdigit()
+                             else f'time: invalid duration "{value}"') from None
+    else:
+        raise BadRequest(f"Unsupported type: '{type(value).__name__}'")
+    if not math.isfinite(seconds) or seconds < 0:
+        return math.inf
+    return seconds
+
+
+def created_at(now_ns: int | None = None) -> str:
+    """UTC RFC 3339 with nanoseconds, trailing zeros trimmed: ``2024-07-22T20:47:51.147561Z``."""
+    ns = time.time_ns() if now_ns is None else now_ns
+    seconds, fraction = divmod(ns, 1_000_000_000)
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    digits = f"{fraction:09d}".rstrip("0")
+    return f"{base}.{digits}Z" if digits else f"{base}Z"
+
+
+def local_time(timestamp: float) -> str:
+    """Local time with offset, as Ollama writes modified_at / expires_at."""
+    if math.isinf(timestamp):
+        timestamp = time.time() + 292 * 365.25 * 24 * 3600
+    return datetime.fromtimestamp(timestamp).astimezone().isoformat()

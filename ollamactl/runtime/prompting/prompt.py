@@ -1,0 +1,79 @@
+"""Prompts for the server: the Modelfile's SYSTEM and MESSAGEs put around a request's messages,
+rendered into special-token-safe segments by a template worker process.
+
+A template is code from whoever made the model or sent the request, so :func:`render_chat` and
+:func:`render_generate` never run it here: :mod:`template_worker` does, with the budgets of
+:mod:`render` and a memory cap; a render past one is a :class:`~render.TemplateError`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from ollamactl.runtime.prompting import template_worker
+from ollamactl.runtime.prompting.render import Prompt, TemplateSource
+
+if TYPE_CHECKING:
+    from ollamactl.runtime.store.models import LocalModel
+
+# a stable source= for log readers, whatever the module's path (see ollamactl.runtime)
+log = logging.getLogger("ollamactl.runtime.prompt")
+
+
+def _with_model_messages(model: LocalModel, messages: list[dict[str, Any]],
+                         system: str | None) -> list[dict[str, Any]]:
+    combined = [dict(m) for m in model.messages] + list(messages)
+    if system and not (combined and str(combined[0].get("role", "")).lower() == "system"):
+        combined.insert(0, {"role": "system", "content": system})
+    return combined
+
+
+def _render_in_worker(model: LocalModel, messages: list[dict[str, Any]], *,
+                      tools: list[dict[str, Any]] | None, template_override: str | None
+                      ) -> Prompt:
+    reply = template_worker.render({
+        "source": asdict(TemplateSource.of(model)), "messages": messages, "tools": tools,
+        "template": template_override})
+    for warning in reply.get("warnings", ()):
+        log.warning("%s", warning)
+    return Prompt(tuple((str(text), bool(special)) for text, special in reply["segments"]))
+
+
+def render_chat(model: LocalModel, messages: list[dict[str, Any]], *,
+                tools: list[dict[str, Any]] | None = None, system_override: str | None = None,
+                template_override: str | None = None) -> Prompt:
+    """Render a chat for ``model``: Modelfile MESSAGEs first, then ``messages``; the Modelfile
+    SYSTEM (or ``system_override``) goes first unless the first message is a system one.
+
+    Raises:
+        TemplateError: the template does not parse, fails, tries to escape the sandbox, or
+            passes its time, step, output or memory budget.
+    """
+    system = system_override if system_override is not None else model.system
+    combined = _with_model_messages(model, messages, system)
+    return _render_in_worker(model, combined, tools=tools, template_override=template_override)
+
+
+def render_generate(model: LocalModel, prompt: str, *, system: str | None = None,
+                    template: str | None = None, raw: bool = False,
+                    include_model_messages: bool = True) -> Prompt:
+    """Render /api/generate's ``prompt``: in ``raw`` mode as-is (special tokens parsed, as the
+    caller wrote the whole template); otherwise as one user turn after the system prompt
+    (``system`` or the Modelfile SYSTEM) and, unless a ``context`` was given
+    (``include_model_messages=False``), the Modelfile MESSAGEs.
+
+    Raises:
+        TemplateError: see :func:`render_chat`.
+    """
+    if raw:
+        return Prompt(((prompt, True),) if prompt else ())
+    effective_system = system if system is not None else model.system
+    messages: list[dict[str, Any]] = []
+    if effective_system:
+        messages.append({"role": "system", "content": effective_system})
+    if include_model_messages:
+        messages.extend(dict(m) for m in model.messages)
+    messages.append({"role": "user", "content": prompt})
+    return _render_in_worker(model, messages, tools=None, template_override=template)

@@ -1,0 +1,287 @@
+"""The server's handle to one runner subprocess: spawn, wait ready, stream sequences, stop.
+
+Everything here runs on the server's event loop and never imports llama_cpp. One reader task
+per runner dispatches frames to the sequence they belong to, so several sequences may be in
+flight on one runner. When the runner dies every in-flight sequence fails with
+:class:`RunnerDied`, whose message says how it ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ollamactl.runtime.builds.selftest import signal_name
+from ollamactl.runtime.builds.serving import CpuLibraries, server_libraries
+from ollamactl.runtime.builds.variants import Choice, VariantError
+from ollamactl.runtime.ipc import HEADER, ProtocolError, decode_payload, encode_frame, frame_length
+from ollamactl.runtime.runner.config import RunnerConfig
+
+# a stable source= for log readers, whatever the module's path (see ollamactl.runtime)
+log = logging.getLogger("ollamactl.runtime.runner_client")
+
+STOP_GRACE_S = 5.0
+
+
+class RunnerFailed(Exception):
+    """The runner could not load its model, or answered a sequence with an error."""
+
+
+class RunnerDied(RunnerFailed):
+    """The runner process ended while it was loading or serving."""
+
+
+class RunnerRefused(RunnerFailed):
+    """The runner refused a sequence for what the request asked (Ollama answers 400)."""
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The last event of a sequence: why it stopped, counts and durations (ns)."""
+
+    reason: str
+    prompt_eval_count: int
+    prompt_eval_ns: int
+    eval_count: int
+    eval_ns: int
+    context: list[int] | None
+
+
+@dataclass(frozen=True)
+class ReadyInfo:
+    n_ctx: int
+    n_ctx_train: int
+    gpu_offload: bool
+    load_ns: int
+
+
+def describe_exit(returncode: int | None) -> str:
+    if returncode is None:
+        return "closed its pipe"
+    if name := signal_name(returncode):
+        return {"SIGKILL": "signal: killed", "SIGSEGV": "signal: segmentation fault",
+                "SIGTERM": "signal: terminated", "SIGABRT": "signal: aborted",
+                "SIGILL": "signal: illegal instruction", "SIGBUS": "signal: bus error",
+                }.get(name, name)
+    return f"exit status {returncode}"
+
+
+def _failure(event: Mapping[str, Any]) -> RunnerFailed:
+    """The exception for an ``err`` frame: RunnerRefused when the request was at fault."""
+    if event.get("status") == 400:
+        return RunnerRefused(str(event["msg"]))
+    return RunnerFailed(str(event["msg"]))
+
+
+class RunnerProcess:
+    """A runner subprocess and the sequences in flight on it."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, config: RunnerConfig, *, env: Mapping[str, str] | None = None,
+                 libraries: CpuLibraries | None = None) -> None:
+        self.config = config
+        self.env = dict(env) if env is not None else None
+        self.libraries = libraries
+        self.library: Choice | None = None
+        self.proc: asyncio.subprocess.Process | None = None
+        self.ready: asyncio.Future[ReadyInfo] | None = None
+        self.sequences: dict[int, asyncio.Queue[dict[str, Any]]] = {}
+        self.reader: asyncio.Task[None] | None = None
+        self.death: str | None = None
+        self.stopped = False
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def is_alive(self) -> bool:
+        return self.proc is not None and self.death is None and self.proc.returncode is None
+
+    async def start(self, timeout_s: float) -> ReadyInfo:
+        """Spawn the runner and wait until its model is loaded.
+
+        Raises:
+            RunnerFailed: the model did not load (the runner's own message), or took longer
+                than ``timeout_s``.
+        """
+        loop = asyncio.get_running_loop()
+        self.ready = loop.create_future()
+        libraries = self.libraries = self.libraries or server_libraries()
+        try:
+            self.library = libraries.choose()
+        except VariantError as exc:
+            raise RunnerFailed(str(exc)) from None
+        env = {**(self.env if self.env is not None else os.environ),
+               **libraries.runner_env(self.library)}
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.config.to_argv(), stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, env=env, limit=2**20)
+        log.info("runner started pid=%s model=%s num_ctx=%s parallel=%s", self.proc.pid,
+                 self.config.model_path, self.config.num_ctx, self.config.num_parallel)
+        log.info("load_backend: runner pid=%s uses %s", self.proc.pid, self.library.describe())
+        self.reader = asyncio.create_task(self._read_frames())
+        try:
+            return await asyncio.wait_for(asyncio.shield(self.ready), timeout_s)
+        except TimeoutError:
+            await self.stop()
+            raise RunnerFailed(f"timed out after {timeout_s:g}s waiting for the model to "
+                               "load (OLLAMA_LOAD_TIMEOUT)") from None
+        except BaseException:  # RunnerFailed, or the waiting request was cancelled: no orphan
+            await self.stop()
+            raise
+
+    async def _read_frames(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        stream = self.proc.stdout
+        try:
+            while True:
+                header = await stream.readexactly(HEADER.size)
+                message = decode_payload(await stream.readexactly(frame_length(header)))
+                kind = message.get("t")
+                if kind == "ready" and self.ready and not self.ready.done():
+                    self.ready.set_result(ReadyInfo(
+                        int(message["n_ctx"]), int(message["n_ctx_train"]),
+                        bool(message["gpu_offload"]), int(message["load_ns"])))
+                elif kind == "fatal" and self.ready and not self.ready.done():
+                    self.ready.set_exception(RunnerFailed(str(message["msg"])))
+                elif kind == "toks":    # one decode step: a token's text per sequence
+                    for seq_id, text in message["items"]:
+                        if (seq := self.sequences.get(seq_id)) is not None:
+                            seq.put_nowait({"t": "tok", "s": text})
+                elif (seq := self.sequences.get(int(message.get("id", 0)))) is not None:
+                    seq.put_nowait(message)
+        except (asyncio.IncompleteReadError, ProtocolError, ConnectionError) as exc:
+            log.debug("runner pid=%s stream ended: %s", self.pid, exc)
+        returncode = await self.proc.wait()
+        self.death = f"llama runner process has terminated: {describe_exit(returncode)}"
+        name = signal_name(returncode)
+        meaning = self.libraries.explain_death(self.library, name) \
+            if name and self.libraries is not None else ""
+        if meaning:
+            self.death += f" ({meaning})"
+        if returncode != 0:
+            log.warning("runner pid=%s %s", self.pid, self.death)
+        if self.ready and not self.ready.done():
+            self.ready.set_exception(RunnerDied(self.death))
+        for seq in self.sequences.values():
+            seq.put_nowait({"t": "died"})
+
+    async def generate(self, segments: Sequence[tuple[str, bool]], options: Mapping[str, Any],
+                       *, context: Sequence[int] | None = None,
+                       want_context: bool = False, grammar: Mapping[str, Any] | None = None,
+                       shift: bool = True, truncate: bool = True
+                       ) -> AsyncGenerator[str | Finished, None]:
+        """Stream one sequence: text pieces (one per sampled token), then a :class:`Finished`.
+        ``shift``: a full context shifts rather than ends the sequence; ``truncate``: a prompt
+        longer than the context is cut rather than refused.
+
+        Closing the iterator early cancels the sequence in the runner.
+
+        Raises:
+            RunnerDied: the runner ended mid-sequence.
+            RunnerRefused: the request cannot be served as asked (prompt too long).
+            RunnerFailed: the runner failed the sequence.
+        """
+        if not self.is_alive:
+            raise RunnerDied(self.death or "runner is not running")
+        seq_id = next(self._ids)
+        events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.sequences[seq_id] = events
+        finished = False
+        try:
+            await self._send({"t": "gen", "id": seq_id, "segments": [list(s) for s in segments],
+                              "context": list(context) if context else None,
+                              "options": dict(options), "want_context": want_context,
+                              "grammar": dict(grammar) if grammar else None,
+                              "shift": shift, "truncate": truncate})
+            while True:
+                event = await events.get()
+                kind = event["t"]
+                if kind == "tok":
+                    yield str(event["s"])
+                elif kind == "done":
+                    finished = True
+                    yield Finished(str(event["reason"]), int(event["prompt_n"]),
+                                   int(event["prompt_ns"]), int(event["eval_n"]),
+                                   int(event["eval_ns"]), event.get("context"))
+                    return
+                elif kind == "err":
+                    finished = True
+                    raise _failure(event)
+                else:
+                    finished = True
+                    raise RunnerDied(self.death or "llama runner process has terminated")
+        finally:
+            self.sequences.pop(seq_id, None)
+            if not finished:
+                self._send_nowait({"t": "cancel", "id": seq_id})
+
+    async def embed(self, inputs: Sequence[str], *, truncate: bool) -> dict[str, Any]:
+        """Embed ``inputs`` on an embedding runner: ``{"vectors": [...], "prompt_n": n}``.
+
+        Raises:
+            RunnerDied: the runner ended meanwhile.
+            RunnerFailed: the runner refused the inputs (too long without truncate, ...).
+        """
+        if not self.is_alive:
+            raise RunnerDied(self.death or "runner is not running")
+        seq_id = next(self._ids)
+        events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.sequences[seq_id] = events
+        try:
+            await self._send({"t": "embed", "id": seq_id, "inputs": list(inputs),
+                              "truncate": truncate})
+            event = await events.get()
+        finally:
+            self.sequences.pop(seq_id, None)
+        if event["t"] == "emb":
+            return event
+        if event["t"] == "err":
+            raise _failure(event)
+        raise RunnerDied(self.death or "llama runner process has terminated")
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        if self.proc is None or self.proc.stdin is None:
+            raise RunnerDied("runner is not running")
+        try:
+            self.proc.stdin.write(encode_frame(message))
+            await self.proc.stdin.drain()
+        except ConnectionError as exc:
+            raise RunnerDied(self.death or f"llama runner process has terminated: {exc}") from exc
+
+    def _send_nowait(self, message: dict[str, Any]) -> None:
+        """Queue a frame without awaiting: usable while the caller is being cancelled."""
+        if self.is_alive and self.proc is not None and self.proc.stdin is not None:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                self.proc.stdin.write(encode_frame(message))
+
+    async def stop(self) -> None:
+        """End the runner: close its stdin, then SIGTERM, then SIGKILL; reap it."""
+        proc = self.proc
+        if proc is None or self.stopped:
+            return
+        self.stopped = True
+        if proc.returncode is None:
+            if proc.stdin is not None:
+                proc.stdin.close()
+            for action in (None, proc.terminate, proc.kill):
+                if action is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        action()
+                try:
+                    await asyncio.wait_for(proc.wait(), STOP_GRACE_S / 2 if action else 1.0)
+                    break
+                except TimeoutError:
+                    continue
+        if self.reader is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.reader
+        log.info("runner stopped pid=%s", proc.pid)

@@ -1,0 +1,339 @@
+"""Loaded runners and who may use them: keep_alive timers, queue limit, capacity and eviction.
+
+Follows Ollama's server/sched.go where it matters to users:
+
+- one runner per model file; a request whose runner-level options (num_ctx, num_batch,
+  num_gpu, num_thread, use_mmap) differ from the loaded runner's reloads it;
+- OLLAMA_NUM_PARALLEL slots per runner (its context holds num_ctx x parallel); requests beyond
+  that wait for a slot, and every request that waits (for a load or for a slot) counts against
+  OLLAMA_MAX_QUEUE: one more is refused at once with Ollama's 503 text. Up to NUM_PARALLEL of
+  the waiting requests already wait inside the runner (``RUNNER_QUEUE_FACTOR``), so the runner
+  refills a slot in the same step that frees it instead of idling for a round trip;
+- OLLAMA_MAX_LOADED_MODELS and predicted memory (GGUF header) against free RAM/VRAM decide when
+  to evict; the victim is the idle runner with the shortest keep_alive, then by path (not LRU);
+  when none is idle the shortest is marked to unload after its requests and the load waits;
+- a model whose prediction exceeds what the machine could free is refused; a load that runs
+  out of memory anyway (the prediction was short) evicts every other runner and retries once;
+- keep_alive: the timer starts when a runner's last request ends; 0 unloads then; forever never.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ollamactl.humanize import bytes_iec
+from ollamactl.runtime.runner.config import RunnerConfig
+from ollamactl.runtime.scheduling.memory import MemoryState, probe_memory
+from ollamactl.runtime.scheduling.runner_client import ReadyInfo, RunnerFailed, RunnerProcess
+
+# a stable source= for log readers, whatever the module's path (see ollamactl.runtime)
+log = logging.getLogger("ollamactl.runtime.scheduler")
+
+QUEUE_FULL_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
+
+# A runner holds up to NUM_PARALLEL x this sequences: the ones beyond its slots wait in its own
+# queue (they still count as pending against OLLAMA_MAX_QUEUE).
+RUNNER_QUEUE_FACTOR = 2
+
+# How a runner that ran out of memory while loading says so: llama.cpp's allocation failures,
+# our engine's context error, and the kernel's OOM killer.
+OUT_OF_MEMORY_SIGNS = ("out of memory", "failed to allocate", "cudamalloc", "signal: killed")
+
+
+class QueueFull(Exception):
+    """Too many requests are waiting (OLLAMA_MAX_QUEUE)."""
+
+    def __init__(self) -> None:
+        super().__init__(QUEUE_FULL_MESSAGE)
+
+
+class ModelTooLarge(RunnerFailed):
+    """The model's predicted memory exceeds what the machine has, even with nothing loaded."""
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    max_loaded_models: int = 3
+    num_parallel: int = 1
+    max_queue: int = 512
+    load_timeout_s: float = 300.0
+    default_keep_alive_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """What the scheduler must know of a stored model."""
+
+    name: str
+    digest: str
+    model_path: Path
+    estimate_bytes: int
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Loaded:
+    """One runner and its bookkeeping."""
+
+    ref: ModelRef
+    config: RunnerConfig
+    process: RunnerProcess
+    ready: ReadyInfo
+    keep_alive_s: float
+    slots: asyncio.Semaphore
+    size_bytes: int
+    refcount: int = 0
+    leased: int = 0                  # requests holding a lease: running or queued in the runner
+    expires_at: float = 0.0          # wall clock, seconds; math.inf = forever
+    unloading: bool = False
+    timer: asyncio.TimerHandle | None = None
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def queued(self) -> int:
+        """Leased requests that wait in the runner's own queue for a slot."""
+        return max(0, self.leased - self.config.num_parallel)
+
+    @property
+    def size_vram_bytes(self) -> int:
+        return self.size_bytes if self.ready.gpu_offload else 0
+
+    def touch(self) -> None:
+        """Expiry as /api/ps reports it: now + keep_alive (the timer starts when idle)."""
+        self.expires_at = time.time() + self.keep_alive_s if math.isfinite(
+            self.keep_alive_s) else math.inf
+
+
+@dataclass
+class Lease:
+    """A slot on a loaded runner, held for one request; give it back with ``release``."""
+
+    loaded: Loaded
+    load_ns: int
+
+
+Spawn = Callable[[RunnerConfig], RunnerProcess]
+
+
+class Scheduler:
+    """Owns every runner of the server; all methods run on the server's event loop."""
+
+    def __init__(self, config: SchedulerConfig, *,
+                 memory: Callable[[], MemoryState] = probe_memory,
+                 spawn: Spawn = RunnerProcess) -> None:
+        self.config = config
+        self.memory = memory
+        self.spawn = spawn
+        self.loaded: dict[Path, Loaded] = {}
+        self.waiting = 0                 # requests waiting for a load or for a lease
+        self._load_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- acquiring and releasing --------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Requests that wait (OLLAMA_MAX_QUEUE): for a load, a lease, or in a runner's queue."""
+        return self.waiting + sum(item.queued for item in self.loaded.values())
+
+    async def acquire(self, ref: ModelRef, config: RunnerConfig,
+                      keep_alive_s: float | None) -> Lease:
+        """A slot on a runner for ``ref`` with ``config``, loading (and evicting) as needed.
+
+        Raises:
+            QueueFull: OLLAMA_MAX_QUEUE requests are already waiting.
+            ModelTooLarge: the model can never fit in this machine's memory.
+            RunnerFailed: the runner did not load.
+        """
+        if self.pending >= self.config.max_queue:
+            raise QueueFull
+        started = time.perf_counter_ns()
+        self.waiting += 1
+        try:
+            loaded = await self._get_runner(ref, config, keep_alive_s)
+            try:
+                await loaded.slots.acquire()
+            except BaseException:
+                self._drop_ref(loaded)
+                raise
+            loaded.leased += 1
+        finally:
+            self.waiting -= 1
+        return Lease(loaded, time.perf_counter_ns() - started)
+
+    def release(self, lease: Lease) -> None:
+        lease.loaded.leased -= 1
+        lease.loaded.slots.release()
+        self._drop_ref(lease.loaded)
+
+    def _drop_ref(self, loaded: Loaded) -> None:
+        loaded.refcount -= 1
+        if loaded.refcount > 0:
+            return
+        loaded.touch()
+        loaded.idle.set()
+        if loaded.unloading or loaded.keep_alive_s <= 0 or not loaded.process.is_alive:
+            self._spawn_task(self._unload(loaded))
+        elif math.isfinite(loaded.keep_alive_s):
+            loop = asyncio.get_running_loop()
+            loaded.timer = loop.call_later(loaded.keep_alive_s, self._on_expiry, loaded)
+
+    def _on_expiry(self, loaded: Loaded) -> None:
+        loaded.timer = None
+        if loaded.refcount == 0:
+            log.info("keep_alive expired model=%s", loaded.ref.name)
+            self._spawn_task(self._unload(loaded))
+
+    async def _get_runner(self, ref: ModelRef, config: RunnerConfig,
+                          keep_alive_s: float | None) -> Loaded:
+        async with self._load_lock:
+            retried = False
+            while True:
+                current = self.loaded.get(ref.model_path)
+                if current is not None and current.config == config and \
+                        current.process.is_alive and not current.unloading:
+                    self._take_ref(current, keep_alive_s)
+                    return current
+                if current is not None:
+                    reason = "runner died" if not current.process.is_alive else "options changed"
+                    log.info("reloading model=%s (%s)", ref.name, reason)
+                    await self._evict(current)
+                    continue
+                if len(self.loaded) >= max(1, self.config.max_loaded_models):
+                    await self._evict(self._pick_victim())
+                    continue
+                if not self._fits(ref):
+                    await self._evict(self._pick_victim())
+                    continue
+                try:
+                    loaded = await self._load(ref, config, keep_alive_s)
+                except RunnerFailed as exc:
+                    if retried or not self.loaded or not _out_of_memory(exc):
+                        raise
+                    log.warning("loading model=%s ran out of memory (%s): evicting every "
+                                "loaded model and retrying once", ref.name, exc)
+                    for victim in list(self.loaded.values()):
+                        await self._evict(victim)
+                    retried = True
+                    continue
+                self._take_ref(loaded, keep_alive_s)
+                return loaded
+
+    def _take_ref(self, loaded: Loaded, keep_alive_s: float | None) -> None:
+        if keep_alive_s is not None:
+            loaded.keep_alive_s = keep_alive_s
+        if loaded.timer is not None:
+            loaded.timer.cancel()
+            loaded.timer = None
+        loaded.refcount += 1
+        loaded.idle.clear()
+        loaded.touch()
+
+    def _fits(self, ref: ModelRef) -> bool:
+        """Whether ``ref`` fits now; raises ModelTooLarge if it could never fit."""
+        state = self.memory()
+        free = state.free_ram_bytes + state.free_vram_bytes
+        could_free = sum(item.size_bytes for item in self.loaded.values())
+        if ref.estimate_bytes > free + could_free:
+            raise ModelTooLarge(
+                f"model requires more system memory ({bytes_iec(ref.estimate_bytes)}) than is "
+                f"available ({bytes_iec(free + could_free)})")
+        return not self.loaded or ref.estimate_bytes <= free
+
+    async def _load(self, ref: ModelRef, config: RunnerConfig,
+                    keep_alive_s: float | None) -> Loaded:
+        process = self.spawn(config)
+        log.info("loading model=%s path=%s num_ctx=%d parallel=%d estimate=%s", ref.name,
+                 ref.model_path, config.num_ctx, config.num_parallel,
+                 bytes_iec(ref.estimate_bytes))
+        ready = await process.start(self.config.load_timeout_s)
+        loaded = Loaded(ref=ref, config=config, process=process, ready=ready,
+                        keep_alive_s=self.config.default_keep_alive_s if keep_alive_s is None
+                        else keep_alive_s,
+                        slots=asyncio.Semaphore(config.num_parallel * RUNNER_QUEUE_FACTOR),
+                        size_bytes=ref.estimate_bytes)
+        self.loaded[ref.model_path] = loaded
+        if process.reader is not None:
+            process.reader.add_done_callback(lambda _task: self._on_runner_exit(loaded))
+        log.info("model loaded model=%s pid=%s in %.2fs", ref.name, process.pid,
+                 ready.load_ns / 1e9)
+        return loaded
+
+    def _on_runner_exit(self, loaded: Loaded) -> None:
+        if not loaded.unloading:
+            log.warning("runner of model=%s exited: %s", loaded.ref.name, loaded.process.death)
+            if loaded.refcount == 0:
+                self._spawn_task(self._unload(loaded))
+
+    # -- eviction and unloading ---------------------------------------------------------------
+
+    def _pick_victim(self) -> Loaded:
+        """Idle runner with the shortest keep_alive (then path); else the shortest busy one."""
+        ordered = sorted(self.loaded.values(), key=lambda item: (item.keep_alive_s,
+                                                                 str(item.ref.model_path)))
+        if not ordered:
+            raise RunnerFailed("no loaded model can be evicted")
+        for item in ordered:
+            if item.refcount == 0:
+                return item
+        return ordered[0]
+
+    async def _evict(self, victim: Loaded) -> None:
+        """Unload ``victim`` now if idle, else once its current requests end."""
+        log.info("evicting model=%s", victim.ref.name)
+        victim.keep_alive_s = 0
+        victim.unloading = True
+        if victim.refcount > 0:
+            await victim.idle.wait()
+        await self._unload(victim)
+
+    async def _unload(self, loaded: Loaded) -> None:
+        loaded.unloading = True
+        if loaded.timer is not None:
+            loaded.timer.cancel()
+            loaded.timer = None
+        if self.loaded.get(loaded.ref.model_path) is loaded:
+            del self.loaded[loaded.ref.model_path]
+            log.info("unloading model=%s pid=%s", loaded.ref.name, loaded.process.pid)
+        await loaded.process.stop()
+
+    def expire(self, model_path: Path) -> bool:
+        """``keep_alive: 0`` with no prompt: unload now, or after the current requests."""
+        loaded = self.loaded.get(model_path)
+        if loaded is None:
+            return False
+        loaded.keep_alive_s = 0
+        loaded.unloading = True
+        if loaded.refcount == 0:
+            self._spawn_task(self._unload(loaded))
+        return True
+
+    def running(self) -> list[Loaded]:
+        """Loaded runners for /api/ps, latest expiry first."""
+        alive = [item for item in self.loaded.values() if not item.unloading]
+        return sorted(alive, key=lambda item: item.expires_at, reverse=True)
+
+    def _spawn_task(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        """Stop every runner (server shutdown)."""
+        for loaded in list(self.loaded.values()):
+            await self._unload(loaded)
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _out_of_memory(exc: RunnerFailed) -> bool:
+    message = str(exc).lower()
+    return any(sign in message for sign in OUT_OF_MEMORY_SIGNS)
+
