@@ -10,13 +10,15 @@ and a models directory outside the unit's sandbox is granted there (ReadWritePat
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ollamactl.doctor.finding import Finding, Fix, fail, ok, skip, warn
-from ollamactl.doctor.registry import check
+from ollamactl.doctor.registry import CheckFn, check
 from ollamactl.errors import CommandFailed
 from ollamactl.host import LINUX
 from ollamactl.humanize import GIB, MIB, gib
@@ -221,13 +223,21 @@ def _needs_unit(p: Probe) -> Finding | None:
     return None
 
 
-@check("service.daemon-reload", "Unit files reloaded", area="service",
-       platforms=PLATFORM, after="service.unit")
+def unit_check(check_id: str, title: str, *, area: str, after: str
+               ) -> Callable[[CheckFn], CheckFn]:
+    """A check of the installed unit, for this platform only: it skips (saying why) where
+    systemd does not run or the unit is not installed, before the check looks at the unit."""
+    def register(func: CheckFn) -> CheckFn:
+        @functools.wraps(func)
+        def guarded(p: Probe) -> Finding:
+            return _needs_unit(p) or func(p)
+        return check(check_id, title, area=area, platforms=PLATFORM, after=after)(guarded)
+    return register
+
+
+@unit_check("service.daemon-reload", "Unit files reloaded", area="service", after="service.unit")
 def daemon_reload(p: Probe) -> Finding:
     """C6: ``systemctl show -p NeedDaemonReload``."""
-    missing = _needs_unit(p)
-    if missing:
-        return missing
     if p.unit.get("NeedDaemonReload") == "yes":
         return warn("the unit changed on disk but systemd still runs the old version",
                     fix=Fix("reload systemd and restart the service",
@@ -237,13 +247,10 @@ def daemon_reload(p: Probe) -> Finding:
     return ok("systemd runs the unit as it is on disk")
 
 
-@check("service.unit-edited", "Settings kept in a drop-in", area="service",
-       platforms=PLATFORM, after="service.unit")
+@unit_check("service.unit-edited", "Settings kept in a drop-in",
+            area="service", after="service.unit")
 def unit_edited(p: Probe) -> Finding:
     """C5: Environment= lines in the main unit file are lost when an upgrade rewrites it."""
-    missing = _needs_unit(p)
-    if missing:
-        return missing
     fragment = p.unit.get("FragmentPath", "")
     text = p.read(fragment) if fragment else None
     if text is None:
@@ -260,13 +267,10 @@ def unit_edited(p: Probe) -> Finding:
               + (p.unit.get("DropInPaths") or "none"))
 
 
-@check("service.env-drift", "Running server uses the configured settings", area="service",
-       platforms=PLATFORM, after="service.unit")
+@unit_check("service.env-drift", "Running server uses the configured settings",
+            area="service", after="service.unit")
 def env_drift(p: Probe) -> Finding:
     """C7: ``/proc/<MainPID>/environ`` against the unit's Environment."""
-    missing = _needs_unit(p)
-    if missing:
-        return missing
     pid = p.service_pid
     if pid is None:
         return skip("the service is not running")
@@ -286,13 +290,10 @@ def env_drift(p: Probe) -> Finding:
     return ok("the running server has the configured settings")
 
 
-@check("service.gpu-sandbox", "Unit sandbox lets the GPU through", area="service",
-       platforms=PLATFORM, after="service.unit")
+@unit_check("service.gpu-sandbox", "Unit sandbox lets the GPU through",
+            area="service", after="service.unit")
 def gpu_sandbox(p: Probe) -> Finding:
     """C32: PrivateDevices / DevicePolicy / DeviceAllow / SupplementaryGroups."""
-    missing = _needs_unit(p)
-    if missing:
-        return missing
     unit = p.unit
     if unit.get("PrivateDevices") == "yes":
         return fail("PrivateDevices=yes hides /dev/nvidia*, /dev/kfd and /dev/dri from the server",
@@ -315,13 +316,9 @@ def gpu_sandbox(p: Probe) -> Finding:
     return ok("GPU device nodes are reachable from the unit's sandbox")
 
 
-@check("service.hardening", "Unit hardening score", area="service",
-       platforms=PLATFORM, after="service.unit")
+@unit_check("service.hardening", "Unit hardening score", area="service", after="service.unit")
 def hardening(p: Probe) -> Finding:
     """C33: ``systemd-analyze security --offline=true <unit>``."""
-    missing = _needs_unit(p)
-    if missing:
-        return missing
     fragment = p.unit.get("FragmentPath", "")
     result = p.run("systemd-analyze", "security", "--offline=true", fragment,
                    why="score the unit's sandbox", timeout_s=15.0)
@@ -340,13 +337,10 @@ def hardening(p: Probe) -> Finding:
     return ok(text)
 
 
-@check("service.boot-order", "Service starts after the GPU driver", area="service",
-       platforms=PLATFORM, after="service.unit")
+@unit_check("service.boot-order", "Service starts after the GPU driver",
+            area="service", after="service.unit")
 def boot_order(p: Probe) -> Finding:
     """C25: a GPU present later but "no compatible GPUs" logged at start: a boot race."""
-    missing = _needs_unit(p)
-    if missing:
-        return missing
     if not p.gpus.gpus:
         return skip("no GPU on this machine")
     after = p.unit.get("After", "") + " " + p.unit.get("ExecStartPre", "")
@@ -359,13 +353,10 @@ def boot_order(p: Probe) -> Finding:
     return ok("no start-before-driver race in the log")
 
 
-@check("models.sandbox", "Models directory visible inside the unit's sandbox", area="storage",
-       platforms=PLATFORM, after="models.dir")
+@unit_check("models.sandbox", "Models directory visible inside the unit's sandbox",
+            area="storage", after="models.dir")
 def models_sandbox(p: Probe) -> Finding:
     """C13: ProtectHome / ProtectSystem / InaccessiblePaths against the models directory."""
-    missing = _needs_unit(p)
-    if missing:
-        return missing
     models = p.models_path
     writable = (p.unit.get("ReadWritePaths", "") + " " + p.unit.get("BindPaths", "")).split()
     inside_rw = any(models == w or models.startswith(w.rstrip("/") + "/") for w in writable)
@@ -387,13 +378,9 @@ def models_sandbox(p: Probe) -> Finding:
     return ok(f"{models} is writable inside the sandbox")
 
 
-@check("logs.backend", "Logs are kept", area="logs",
-       platforms=PLATFORM, after="logs.patterns")
+@unit_check("logs.backend", "Logs are kept", area="logs", after="logs.patterns")
 def backend(p: Probe) -> Finding:
     """C37: journald persistence (/var/log/journal) for the systemd service."""
-    missing = _needs_unit(p)
-    if missing:
-        return missing
     if not p.path("/var/log/journal").is_dir():
         return warn("the journal is volatile: the service's logs vanish at reboot",
                     fix=Fix("make it persistent", (("mkdir", "-p", "/var/log/journal"),
