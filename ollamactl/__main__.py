@@ -1,6 +1,19 @@
-"""`python -m ollamactl` entry point."""
+"""`python -m ollamactl` entry point: the command line, except that a bare ``serve`` (how every
+service manager starts the server) goes straight to the server, without the CLI's imports."""
 
-from ollamactl.cli import main
+import sys
+
+
+def main() -> None:
+    if sys.argv[1:] == ["serve"]:
+        from ollamactl.runtime.server import main as serve
+
+        serve()
+    else:
+        from ollamactl.cli import main as cli
+
+        cli()
+
 
 if __name__ == "__main__":
     main()

@@ -1,5 +1,5 @@
 """The one client for the Ollama HTTP API: the CLI, ``status``, install's wait for the server,
-doctor's probes and ``fleet status`` all ask a server through :class:`Client`.
+doctor's probes, ``fleet status`` and ``top`` all ask a server through :class:`Client`.
 
 Where it connects: a base URL, or OLLAMA_HOST as a client reads it (:func:`client_url`: 0.0.0.0
 and :: mean loopback). The session ignores HTTP_PROXY and friends (``trust_env = False``): a
@@ -258,6 +258,19 @@ class Client:
         if answer is None:
             raise ApiRequestFailed(200, "GET /api/version: the answer names no version")
         return answer
+
+    def metrics(self) -> str:
+        """``GET /metrics``: the Prometheus text exposition, whole (``curl host:11434/metrics``).
+
+        Raises:
+            ServerUnreachable: nothing answered.
+            Unauthorized: 401, a front wants a token.
+            ApiRequestFailed: any other error status; 404 is a server without metrics (a real
+                Ollama, or ollamactl with ``OLLAMA_METRICS=0``).
+        """
+        response = self._request("GET", "/metrics")
+        with response:
+            return response.text
 
     # -- models -------------------------------------------------------------------------------
     def ps(self) -> Json:

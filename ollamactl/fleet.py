@@ -68,27 +68,32 @@ def probe_host(address: settings.HostAddress, *, timeout_s: float,
                token: str | None = None) -> HostStatus:
     """Ask one host for its health, version and loaded models (directly: the client never
     goes through HTTP_PROXY)."""
-    url = address.client_url.rstrip("/")
-    status = HostStatus(host=address.hostport, url=url, status=UNREACHABLE)
-    with Client(url, connect_timeout_s=timeout_s, read_timeout_s=timeout_s,
-                token=token) as client:
-        started = time.perf_counter()
-        try:
-            client.heartbeat()
-        except ServerUnreachable as exc:
-            status.error = exc.reason
-            return status
-        except ApiRequestFailed as exc:
-            status.latency_ms = round((time.perf_counter() - started) * 1000, 1)
-            return _refused(status, exc, f"GET / answered HTTP {exc.status}")
+    with Client(address.client_url.rstrip("/"), connect_timeout_s=timeout_s,
+                read_timeout_s=timeout_s, token=token) as client:
+        return probe(client, address.hostport)
+
+
+def probe(client: Client, host: str) -> HostStatus:
+    """:func:`probe_host` through a client the caller keeps (``ollamactl top`` asks every
+    second and reuses its connections); ``host`` is the name shown for it."""
+    status = HostStatus(host=host, url=client.base_url, status=UNREACHABLE)
+    started = time.perf_counter()
+    try:
+        client.heartbeat()
+    except ServerUnreachable as exc:
+        status.error = exc.reason
+        return status
+    except ApiRequestFailed as exc:
         status.latency_ms = round((time.perf_counter() - started) * 1000, 1)
-        try:
-            version, ps = client.version(), client.ps()
-        except ServerUnreachable as exc:
-            status.error = exc.reason
-            return status
-        except ApiRequestFailed as exc:
-            return _refused(status, exc, f"unexpected answer ({exc})")
+        return _refused(status, exc, f"GET / answered HTTP {exc.status}")
+    status.latency_ms = round((time.perf_counter() - started) * 1000, 1)
+    try:
+        version, ps = client.version(), client.ps()
+    except ServerUnreachable as exc:
+        status.error = exc.reason
+        return status
+    except ApiRequestFailed as exc:
+        return _refused(status, exc, f"unexpected answer ({exc})")
     status.status = UP
     status.version, status.ollamactl = version.api, version.ollamactl
     status.models = [_loaded(m) for m in ps.get("models") or [] if isinstance(m, dict)]

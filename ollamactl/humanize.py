@@ -12,6 +12,8 @@ variants differ on purpose, and each caller picks the one whose output it has al
     relative_time(moment)             4 minutes from now / 2 days ago
     duration_hms(3723)                1h02m03s   service uptime
     go_duration(5400)                 1h30m0s    Go's time.Duration text, as Ollama logs keep_alive
+    processor_text(100, 52)           48%/52% CPU/GPU   ollama ps's PROCESSOR (also ollamactl top)
+    until_text(expires_at)            4 minutes from now, Forever, Stopping...   ps's UNTIL
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from datetime import datetime
 
 MIB = 1 << 20
 GIB = 1 << 30
+FOREVER_AFTER_S = 20 * 365 * 24 * 3600  # in seconds; a keep_alive past this reads as Forever
 
 _SI_UNITS = (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3))
 
@@ -130,3 +133,35 @@ def go_duration(seconds: float) -> str:
     if minutes:
         return f"{minutes}m{sec_text}"
     return sec_text
+
+
+# -- loaded models, as `ollama ps` shows them ------------------------------------------------------
+
+def processor_text(size: int, size_vram: int) -> str:
+    """Where a loaded model sits, from its size and the part of it in VRAM (bytes):
+    ``100% CPU``, ``100% GPU``, ``48%/52% CPU/GPU``, or ``Unknown`` when they disagree."""
+    if size_vram == 0:
+        return "100% CPU"
+    if size_vram == size:
+        return "100% GPU"
+    if size_vram > size or size == 0:
+        return "Unknown"
+    cpu = round((size - size_vram) / size * 100)
+    return f"{cpu}%/{100 - cpu}% CPU/GPU"
+
+
+def until_text(expires_at: str, now: float | None = None) -> str:
+    """When a loaded model unloads, from ``/api/ps``'s ``expires_at`` (ISO 8601), seen from
+    ``now`` (a Unix time; the clock when None): ``4 minutes from now``, ``Forever``,
+    ``Stopping...``.
+
+    Raises:
+        ValueError: ``expires_at`` is not an ISO 8601 time.
+    """
+    moment = datetime.fromisoformat(expires_at)
+    delta = moment.timestamp() - (time.time() if now is None else now)
+    if delta > FOREVER_AFTER_S:
+        return "Forever"
+    if delta <= 0:
+        return "Stopping..."
+    return relative_time(moment, now)

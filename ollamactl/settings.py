@@ -603,6 +603,15 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
        "Do not keep `ollamactl run` history.", "false", scope="client", restart=False),
     _s("OLLAMA_EDITOR", "text", parse_text, "an editor command",
        "Editor for multi-line input in `run`.", scope="client", restart=False),
+    # On by default: /metrics shows the same callers what /api/ps and /api/version show (models,
+    # sizes, queue, version) plus counts and timings, never prompts or client addresses; it is
+    # on the same listener behind the same guards and the same front's authentication; counters
+    # help only if they ran before the incident; and `ollamactl top` reads it. Where it would
+    # be open to the network without authentication, doctor's network.metrics-exposure warns
+    # (llama-server's --metrics, with no such check, is opt-in).
+    _s("OLLAMA_METRICS", "boolean", parse_bool, _BOOL,
+       "Serve Prometheus metrics at GET /metrics (same listener and authentication as the API).",
+       "true"),
     _s("OLLAMA_DEBUG_LOG_REQUESTS", "boolean", parse_bool, _BOOL,
        "Log request bodies (debug only: prompts end up in logs).", "false"),
     _s("OLLAMA_EXPERIMENT", "text", parse_text, "a comma list of experiment names",
@@ -688,6 +697,7 @@ class ServerConfig:
     gpu_overhead_bytes: int
     tmpdir: str | None
     environment: Mapping[str, str]  # every known setting that was set, for the start-up log
+    metrics: bool = True            # OLLAMA_METRICS: serve GET /metrics
 
 
 def load_server_config(environ: Mapping[str, str], host: HostFacts, *,
@@ -716,4 +726,5 @@ def load_server_config(environ: Mapping[str, str], host: HostFacts, *,
         gpu_overhead_bytes=read("OLLAMA_GPU_OVERHEAD"),
         tmpdir=read("OLLAMA_TMPDIR"),
         environment={k: environ[k] for k in SETTINGS if k in environ},
+        metrics=read("OLLAMA_METRICS"),
     )

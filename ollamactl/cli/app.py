@@ -17,6 +17,7 @@ import ollamactl.cli.run as run_cmd
 import ollamactl.cli.runtime as runtime_cmds
 import ollamactl.cli.serve as serve_cmd
 import ollamactl.cli.service_cmds as service_cmds
+import ollamactl.cli.top as top_cmd
 from ollamactl import __version__
 from ollamactl.cli.common import GlobalOptions, setup_logging
 
@@ -62,6 +63,7 @@ app.add_typer(runtime_cmds.app, name="runtime")
 app.command("doctor")(doctor_cmd.doctor)
 app.command("serve")(serve_cmd.serve)
 app.command("run")(run_cmd.run)
+app.command("top")(top_cmd.top)
 model_cmds.register(app)
 service_cmds.register(app)
 pending.register(app)

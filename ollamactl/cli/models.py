@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,13 +17,11 @@ import typer
 
 from ollamactl.cli.common import JsonOption, emit
 from ollamactl.errors import OllamactlError, UsageError
-from ollamactl.humanize import bytes_si, relative_time
+from ollamactl.humanize import bytes_si, processor_text, relative_time, until_text
 from ollamactl.output import Result, table
 
 if TYPE_CHECKING:
     from ollamactl.client import Client
-
-FOREVER_AFTER_S = 20 * 365 * 24 * 3600
 
 
 def make_client() -> Client:
@@ -35,27 +32,6 @@ def make_client() -> Client:
 
 
 # -- ps columns like Ollama's ---------------------------------------------------------------------
-
-def until_text(expires_at: str, now: float | None = None) -> str:
-    moment = datetime.fromisoformat(expires_at)
-    delta = moment.timestamp() - (time.time() if now is None else now)
-    if delta > FOREVER_AFTER_S:
-        return "Forever"
-    if delta <= 0:
-        return "Stopping..."
-    return relative_time(moment, now)
-
-
-def processor_text(size: int, size_vram: int) -> str:
-    if size_vram == 0:
-        return "100% CPU"
-    if size_vram == size:
-        return "100% GPU"
-    if size_vram > size or size == 0:
-        return "Unknown"
-    cpu = round((size - size_vram) / size * 100)
-    return f"{cpu}%/{100 - cpu}% CPU/GPU"
-
 
 def ps_lines(models: list[dict[str, Any]], now: float | None = None) -> list[str]:
     rows = [[m["name"], str(m.get("digest", ""))[:12], bytes_si(int(m.get("size", 0))),

@@ -2,17 +2,27 @@
 
 SIGINT/SIGTERM stop accepting, end in-flight responses and the lifespan stops every runner,
 so no runner outlives the server.
+
+:func:`main` is ``python -m ollamactl serve``, the command line every service manager starts:
+it runs the server without the CLI (typer and every command group are not imported), and
+reports an expected error as the CLI does (one line, a hint, the exit code). Before the socket
+listens the server imports uvicorn, the app and its routes; what only some requests need
+(jsonschema for a ``format`` schema, the CPU builds at the first load, the registry, Modelfile
+tools) is imported on first use. bench/bench_start.py measures the start phase by phase.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import os
 import socket
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterator, Mapping
 
 from ollamactl import host as hostmod
-from ollamactl.errors import OllamactlError
+from ollamactl.errors import EXIT_INTERRUPTED, OllamactlError
 from ollamactl.settings import ServerConfig, load_server_config
 
 log = logging.getLogger("ollamactl.server")
@@ -35,9 +45,10 @@ def _check_bindable(config: ServerConfig) -> None:
 
 def serve(environ: Mapping[str, str] | None = None) -> None:
     """Run the server in the foreground until interrupted."""
-    import uvicorn
+    with _no_collection():
+        import uvicorn
 
-    from ollamactl.runtime.http.app import create_app, setup_server_logging
+        from ollamactl.runtime.http.app import create_app, setup_server_logging
 
     env = os.environ if environ is None else environ
     config = load_server_config(env, hostmod.detect(), service=False)
@@ -47,6 +58,35 @@ def serve(environ: Mapping[str, str] | None = None) -> None:
     uvicorn.run(create_app(config), host=config.host.bind_host, port=config.host.port,
                 log_config=None, access_log=False, timeout_graceful_shutdown=5,
                 lifespan="on")
+
+
+@contextlib.contextmanager
+def _no_collection() -> Iterator[None]:
+    """No cyclic garbage collection while the server's modules load: importing them makes
+    some 50,000 tracked objects, and the collection passes they set off free next to none."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def main() -> None:
+    """``python -m ollamactl serve``: :func:`serve`, with the CLI's handling of its errors."""
+    try:
+        serve()
+    except OllamactlError as exc:
+        print(f"ollamactl: error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    finally:
+        logging.shutdown()
 
 
 def _version() -> str:

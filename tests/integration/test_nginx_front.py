@@ -17,6 +17,7 @@ from pathlib import Path
 import ollama
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from ollamactl.expose.nginx import build_spec, render_site
 from tests.integration.expose_servers import (
@@ -174,6 +175,18 @@ def test_auth_is_required(front: Front) -> None:
     lower = requests.get(front.url + "/api/version", timeout=10,
                          headers={"Authorization": f"bearer {TOKEN}"})
     assert lower.status_code == 200
+
+
+def test_metrics_are_behind_the_same_token(front: Front) -> None:
+    for token in (None, "wrong-token-0123456789abcdef"):
+        refused = front.get("/metrics", token=token)
+        assert refused.status_code == 401, token
+        assert refused.json() == {"error": "unauthorized"}
+    scraped = front.get("/metrics")
+    assert scraped.status_code == 200
+    assert scraped.headers["Content-Type"].startswith("text/plain; version=")
+    names = {family.name for family in text_string_to_metric_families(scraped.text)}
+    assert {"ollama_requests", "ollama_queue_depth", "ollama_runtime_info"} <= names
 
 
 def test_front_rewrites_the_host_header_the_server_checks(front: Front) -> None:

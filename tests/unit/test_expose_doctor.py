@@ -50,3 +50,33 @@ def test_open_front_is_named(ctx: Context, recorder: RecordingRunner,
     enable(staging_root, "open", listen="0.0.0.0:80")
     finding = one(make_probe(ctx, recorder, port=11434), CHECK)
     assert "open.conf on 0.0.0.0:80" in finding.summary
+
+
+METRICS = "network.metrics-exposure"
+
+
+@pytest.mark.parametrize(("environ", "fronts", "status", "says"), [
+    ({"OLLAMA_HOST": "127.0.0.1:11434"}, {}, OK, "127.0.0.1:11434 only"),
+    ({"OLLAMA_HOST": "0.0.0.0"}, {}, WARN, "reachable without auth on 0.0.0.0:11434"),
+    ({"OLLAMA_HOST": "0.0.0.0", "OLLAMA_METRICS": "1"}, {}, WARN, "without auth"),
+    ({"OLLAMA_HOST": "0.0.0.0", "OLLAMA_METRICS": "0"}, {}, OK, "metrics are off"),
+    ({"OLLAMA_HOST": "0.0.0.0"}, {"tok": {"listen": "443", "tokens": [TOKEN]}}, WARN,
+     "reachable around it"),
+    ({"OLLAMA_HOST": "127.0.0.1:11434"}, {"tok": {"listen": "443", "tokens": [TOKEN]}}, OK,
+     "only"),
+    ({"OLLAMA_HOST": "127.0.0.1:11434"}, {"open": {"listen": "0.0.0.0:80"}}, WARN,
+     "through the front"),
+    ({"OLLAMA_HOST": "127.0.0.1:11434", "OLLAMA_METRICS": "false"},
+     {"open": {"listen": "0.0.0.0:80"}}, OK, "metrics are off"),
+])
+def test_metrics_exposure(ctx: Context, recorder: RecordingRunner, staging_root: Path,
+                          environ: dict[str, str], fronts: dict[str, dict[str, object]],
+                          status: str, says: str) -> None:
+    for name, kwargs in fronts.items():
+        enable(staging_root, name, **kwargs)
+    finding = one(make_probe(ctx, recorder, port=11434, environ=environ), METRICS)
+    assert finding.status == status, finding.summary
+    assert says in finding.summary
+    if status == WARN:
+        assert finding.fix is not None
+        assert ("ollamactl", "env", "set", "OLLAMA_METRICS", "0") in finding.fix.commands

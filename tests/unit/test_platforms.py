@@ -36,6 +36,7 @@ SHOWN = [
     "service.gpu-sandbox", "service.hardening", "service.boot-order", "service.version",
     "service.security-floor", "server.reachable", "server.port-owner", "settings.host-exposure",
     "settings.origins", "network.proxy", "network.lan-reachability", "network.exposure-front",
+    "network.metrics-exposure",
     "settings.service-valid", "settings.process-valid", "settings.unknown", "settings.shell-only",
     "models.dir", "models.sandbox", "models.disk-space", "models.store", "models.blob-names",
     "system.memory", "system.cpu-avx", "system.tmp-noexec", "system.wsl", "system.container-gpu",

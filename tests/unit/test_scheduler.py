@@ -26,6 +26,7 @@ from ollamactl.runtime.scheduling.scheduler import (
     QueueFull,
     Scheduler,
     SchedulerConfig,
+    SchedulerEvents,
 )
 from tests.gpu_fakes import GIB, FakeNvml, h100, rtx3060
 
@@ -246,6 +247,49 @@ def test_dead_runner_is_replaced() -> None:
         sched.release(await sched.acquire(ref("a"), cfg("a"), None))
         assert log.count("start a ctx=2048") == 2
         await sched.close()
+
+    run(scenario)
+
+
+class RecordingEvents(SchedulerEvents):
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def runner_loaded(self, model: str) -> None:
+        self.seen.append(f"load {model}")
+
+    def runner_unloaded(self, model: str, reason: str) -> None:
+        self.seen.append(f"unload {model} {reason}")
+
+    def runner_crashed(self, model: str, signal: str) -> None:
+        self.seen.append(f"crash {model} {signal}")
+
+
+def test_loads_and_unloads_are_reported_with_their_reason() -> None:
+    async def scenario() -> None:
+        events = RecordingEvents()
+        sched = make_scheduler([], max_loaded_models=1)
+        sched.events = events
+        sched.release(await sched.acquire(ref("a"), cfg("a"), 0))          # keep_alive 0
+        await settle()
+        sched.release(await sched.acquire(ref("a"), cfg("a"), None))
+        sched.release(await sched.acquire(ref("b"), cfg("b"), None))       # evicts a
+        await settle()
+        assert sched.expire(Path("/models/b"))                             # keep_alive: 0 asked
+        await settle()
+        sched.release(await sched.acquire(ref("a"), cfg("a"), None))
+        sched.release(await sched.acquire(ref("a"), cfg("a", num_ctx=4096), None))  # reload
+        lease = await sched.acquire(ref("a"), cfg("a", num_ctx=4096), None)
+        fake: Any = lease.loaded.process
+        fake.alive = False                                                 # died while serving
+        sched.release(lease)
+        await settle()
+        sched.release(await sched.acquire(ref("c"), cfg("c"), None))
+        await sched.close()
+        assert events.seen == [
+            "load a", "unload a keep_alive", "load a", "unload a evicted", "load b",
+            "unload b requested", "load a", "unload a evicted", "load a", "unload a crashed",
+            "load c", "unload c shutdown"]
 
     run(scenario)
 

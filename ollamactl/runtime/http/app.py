@@ -127,6 +127,8 @@ def create_app(config: ServerConfig, *, scheduler: Scheduler | None = None,
         app.state.config = config
         app.state.store = store or Store(config.models)
         app.state.scheduler = scheduler or Scheduler(scheduler_config(config))
+        if app.state.metrics is not None:
+            app.state.scheduler.events = app.state.metrics
         sched = app.state.scheduler.config
         log.info("server config host=%s models=%s keep_alive=%s num_parallel=%d "
                  "max_loaded_models=%d max_queue=%d context_length=%d env=%s",
@@ -147,12 +149,19 @@ def create_app(config: ServerConfig, *, scheduler: Scheduler | None = None,
             await warming
             await app.state.scheduler.close()
 
-    app = FastAPI(routes=routes(), lifespan=lifespan, openapi_url=None, docs_url=None,
-                  redoc_url=None)
+    app = FastAPI(routes=routes(metrics=config.metrics), lifespan=lifespan, openapi_url=None,
+                  docs_url=None, redoc_url=None)
+    app.state.metrics = None
+    if config.metrics:  # prometheus_client is imported only when metrics are served
+        from ollamactl.runtime.http.metrics import RequestMetrics, ServerMetrics
+
+        app.state.metrics = ServerMetrics(lambda: getattr(app.state, "scheduler", None))
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_middleware(BodyLimit)
     app.add_middleware(RequestGuard, bind_host=config.host.bind_host, origins=config.origins)
+    if app.state.metrics is not None:
+        app.add_middleware(RequestMetrics, metrics=app.state.metrics)
     app.add_middleware(RequestLog)
     return app
 

@@ -65,6 +65,7 @@ from ollamactl.runtime.store.models import LocalModel
 from ollamactl.runtime.store.options import InvalidOption, merge_options
 
 if TYPE_CHECKING:
+    from ollamactl.runtime.http.metrics import ServerMetrics
     from ollamactl.runtime.prompting.render import Prompt
 
 SAMPLING_KEYS = ("num_predict", "temperature", "top_k", "top_p", "min_p", "typical_p",
@@ -152,6 +153,15 @@ class Inference:
         }
         return {key: value for key, value in values.items() if value}
 
+    def count(self, done: Finished, first_token_ns: int | None) -> None:
+        """Report a finished sequence to the app's metrics (when served): once per request."""
+        metrics: ServerMetrics | None = getattr(self.request.app.state, "metrics", None)
+        if metrics is not None:
+            metrics.sequence_done(self.model.name.display, prompt_tokens=done.prompt_eval_count,
+                                  generated_tokens=done.eval_count, started_ns=self.started_ns,
+                                  first_token_ns=first_token_ns,
+                                  ended_ns=time.perf_counter_ns())
+
     async def load_only(self, *, unload: bool, chat: bool) -> Response:
         """Empty prompt/messages: preload (``load``) or, with keep_alive 0, unload."""
         if unload:
@@ -184,6 +194,7 @@ class Inference:
                                                shift=shift, truncate=truncate)
         try:
             first = await _while_connected(self.request, anext(events))
+            first_ns = None if isinstance(first, Finished) else time.perf_counter_ns()
         except RunnerFailed as exc:
             scheduler.release(lease)
             raise ApiError(400 if isinstance(exc, RunnerRefused) else 500, str(exc)) from None
@@ -208,6 +219,7 @@ class Inference:
             finally:
                 scheduler.release(lease)
                 await events.aclose()
+            self.count(done, first_ns)
             return JSONResponse(final("".join(pieces), done, self.metrics(lease, done)))
 
         released = False
@@ -226,6 +238,7 @@ class Inference:
                 while True:
                     queue.put_nowait(event)
                     if isinstance(event, Finished):
+                        self.count(event, first_ns)
                         return
                     event = await anext(events)
             except RunnerFailed as exc:

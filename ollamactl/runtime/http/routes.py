@@ -14,9 +14,10 @@ from starlette.routing import BaseRoute
 from ollamactl.runtime.http import embeddings, inference, management, openai
 
 
-def routes() -> list[BaseRoute]:
-    """The route table, fresh for each app."""
-    return [
+def routes(*, metrics: bool = False) -> list[BaseRoute]:
+    """The route table, fresh for each app; ``metrics`` adds ``GET /metrics`` (OLLAMA_METRICS),
+    kept out of the OpenAPI document as it is no Ollama route."""
+    table: list[BaseRoute] = [
         APIRoute("/api/generate", inference.generate, methods=["POST"]),
         APIRoute("/api/chat", inference.chat, methods=["POST"]),
         APIRoute("/", management.root, methods=["GET", "HEAD"]),
@@ -38,3 +39,8 @@ def routes() -> list[BaseRoute]:
         APIRoute("/v1/models/{model:path}", openai.show_model, methods=["GET"]),
         APIRoute("/v1/embeddings", openai.embeddings, methods=["POST"]),
     ]
+    if metrics:
+        from ollamactl.runtime.http.metrics import scrape
+
+        table.append(APIRoute("/metrics", scrape, methods=["GET"], include_in_schema=False))
+    return table

@@ -15,13 +15,14 @@ import logging
 import os
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ollamactl.runtime.builds.selftest import signal_name
-from ollamactl.runtime.builds.serving import CpuLibraries, server_libraries
 from ollamactl.runtime.builds.variants import Choice, VariantError
 from ollamactl.runtime.ipc import HEADER, ProtocolError, decode_payload, encode_frame, frame_length
 from ollamactl.runtime.runner.config import RunnerConfig
+
+if TYPE_CHECKING:
+    from ollamactl.runtime.builds.serving import CpuLibraries
 
 # a stable source= for log readers, whatever the module's path (see ollamactl.runtime)
 log = logging.getLogger("ollamactl.runtime.runner_client")
@@ -62,6 +63,8 @@ class ReadyInfo:
 
 
 def describe_exit(returncode: int | None) -> str:
+    from ollamactl.runtime.builds.selftest import signal_name
+
     if returncode is None:
         return "closed its pipe"
     if name := signal_name(returncode):
@@ -112,6 +115,9 @@ class RunnerProcess:
             RunnerFailed: the model did not load (the runner's own message), or took longer
                 than ``timeout_s``.
         """
+        # the CPU builds (and their self-test's modules) are imported at the first load
+        from ollamactl.runtime.builds.serving import server_libraries
+
         loop = asyncio.get_running_loop()
         self.ready = loop.create_future()
         libraries = self.libraries = self.libraries or server_libraries()
@@ -162,6 +168,8 @@ class RunnerProcess:
             log.debug("runner pid=%s stream ended: %s", self.pid, exc)
         returncode = await self.proc.wait()
         self.death = f"llama runner process has terminated: {describe_exit(returncode)}"
+        from ollamactl.runtime.builds.selftest import signal_name
+
         name = signal_name(returncode)
         meaning = self.libraries.explain_death(self.library, name) \
             if name and self.libraries is not None else ""

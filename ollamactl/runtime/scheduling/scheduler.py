@@ -15,6 +15,9 @@ Follows Ollama's server/sched.go where it matters to users:
 - a model whose prediction exceeds what the machine could free is refused; a load that runs
   out of memory anyway (the prediction was short) evicts every other runner and retries once;
 - keep_alive: the timer starts when a runner's last request ends; 0 unloads then; forever never.
+
+Loads, unloads (with their reason) and crashes are reported to a :class:`SchedulerEvents` as
+they happen (the server's metrics); the scheduler itself keeps no counts.
 """
 
 from __future__ import annotations
@@ -31,7 +34,12 @@ from typing import Any
 from ollamactl.humanize import bytes_iec
 from ollamactl.runtime.runner.config import RunnerConfig
 from ollamactl.runtime.scheduling.memory import MemoryState, probe_memory
-from ollamactl.runtime.scheduling.runner_client import ReadyInfo, RunnerFailed, RunnerProcess
+from ollamactl.runtime.scheduling.runner_client import (
+    ReadyInfo,
+    RunnerDied,
+    RunnerFailed,
+    RunnerProcess,
+)
 
 # a stable source= for log readers, whatever the module's path (see ollamactl.runtime)
 log = logging.getLogger("ollamactl.runtime.scheduler")
@@ -45,6 +53,27 @@ RUNNER_QUEUE_FACTOR = 2
 # How a runner that ran out of memory while loading says so: llama.cpp's allocation failures,
 # our engine's context error, and the kernel's OOM killer.
 OUT_OF_MEMORY_SIGNS = ("out of memory", "failed to allocate", "cudamalloc", "signal: killed")
+
+
+# Why a runner was unloaded: its keep_alive ran out (0 included), another model needed the room
+# or its options changed, a request asked (keep_alive 0 without a prompt), the server stopped,
+# or the runner died on its own.
+UNLOAD_REASONS = ("keep_alive", "evicted", "requested", "shutdown", "crashed")
+
+
+class SchedulerEvents:
+    """What the scheduler reports as it happens; this base ignores it all. Every call runs on
+    the server's event loop and must not block."""
+
+    def runner_loaded(self, model: str) -> None:
+        """A runner for ``model`` finished loading."""
+
+    def runner_unloaded(self, model: str, reason: str) -> None:
+        """A runner left the loaded set; ``reason`` is one of :data:`UNLOAD_REASONS`."""
+
+    def runner_crashed(self, model: str, signal: str) -> None:
+        """A runner died unasked (loading or serving): ``signal`` is its name (``SIGSEGV``),
+        ``none`` for a plain exit."""
 
 
 class QueueFull(Exception):
@@ -93,6 +122,7 @@ class Loaded:
     leased: int = 0                  # requests holding a lease: running or queued in the runner
     expires_at: float = 0.0          # wall clock, seconds; math.inf = forever
     unloading: bool = False
+    unload_reason: str = ""          # set with ``unloading``: why (see UNLOAD_REASONS)
     timer: asyncio.TimerHandle | None = None
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -127,10 +157,11 @@ class Scheduler:
 
     def __init__(self, config: SchedulerConfig, *,
                  memory: Callable[[], MemoryState] = probe_memory,
-                 spawn: Spawn = RunnerProcess) -> None:
+                 spawn: Spawn = RunnerProcess, events: SchedulerEvents | None = None) -> None:
         self.config = config
         self.memory = memory
         self.spawn = spawn
+        self.events = events or SchedulerEvents()
         self.loaded: dict[Path, Loaded] = {}
         self.waiting = 0                 # requests waiting for a load or for a lease
         self._load_lock = asyncio.Lock()
@@ -180,7 +211,8 @@ class Scheduler:
         loaded.touch()
         loaded.idle.set()
         if loaded.unloading or loaded.keep_alive_s <= 0 or not loaded.process.is_alive:
-            self._spawn_task(self._unload(loaded))
+            reason = "crashed" if not loaded.process.is_alive else "keep_alive"
+            self._spawn_task(self._unload(loaded, reason))
         elif math.isfinite(loaded.keep_alive_s):
             loop = asyncio.get_running_loop()
             loaded.timer = loop.call_later(loaded.keep_alive_s, self._on_expiry, loaded)
@@ -189,7 +221,7 @@ class Scheduler:
         loaded.timer = None
         if loaded.refcount == 0:
             log.info("keep_alive expired model=%s", loaded.ref.name)
-            self._spawn_task(self._unload(loaded))
+            self._spawn_task(self._unload(loaded, "keep_alive"))
 
     async def _get_runner(self, ref: ModelRef, config: RunnerConfig,
                           keep_alive_s: float | None) -> Loaded:
@@ -204,7 +236,8 @@ class Scheduler:
                 if current is not None:
                     reason = "runner died" if not current.process.is_alive else "options changed"
                     log.info("reloading model=%s (%s)", ref.name, reason)
-                    await self._evict(current)
+                    await self._evict(current, "crashed" if not current.process.is_alive
+                                      else "evicted")
                     continue
                 if len(self.loaded) >= max(1, self.config.max_loaded_models):
                     await self._evict(self._pick_victim())
@@ -253,7 +286,11 @@ class Scheduler:
         log.info("loading model=%s path=%s num_ctx=%d parallel=%d estimate=%s", ref.name,
                  ref.model_path, config.num_ctx, config.num_parallel,
                  bytes_iec(ref.estimate_bytes))
-        ready = await process.start(self.config.load_timeout_s)
+        try:
+            ready = await process.start(self.config.load_timeout_s)
+        except RunnerDied:
+            self.events.runner_crashed(ref.name, _exit_signal(process))
+            raise
         loaded = Loaded(ref=ref, config=config, process=process, ready=ready,
                         keep_alive_s=self.config.default_keep_alive_s if keep_alive_s is None
                         else keep_alive_s,
@@ -264,13 +301,15 @@ class Scheduler:
             process.reader.add_done_callback(lambda _task: self._on_runner_exit(loaded))
         log.info("model loaded model=%s pid=%s in %.2fs", ref.name, process.pid,
                  ready.load_ns / 1e9)
+        self.events.runner_loaded(ref.name)
         return loaded
 
     def _on_runner_exit(self, loaded: Loaded) -> None:
         if not loaded.unloading:
             log.warning("runner of model=%s exited: %s", loaded.ref.name, loaded.process.death)
+            self.events.runner_crashed(loaded.ref.name, _exit_signal(loaded.process))
             if loaded.refcount == 0:
-                self._spawn_task(self._unload(loaded))
+                self._spawn_task(self._unload(loaded, "crashed"))
 
     # -- eviction and unloading ---------------------------------------------------------------
 
@@ -285,23 +324,26 @@ class Scheduler:
                 return item
         return ordered[0]
 
-    async def _evict(self, victim: Loaded) -> None:
+    async def _evict(self, victim: Loaded, reason: str = "evicted") -> None:
         """Unload ``victim`` now if idle, else once its current requests end."""
         log.info("evicting model=%s", victim.ref.name)
         victim.keep_alive_s = 0
-        victim.unloading = True
+        _mark_unloading(victim, reason)
         if victim.refcount > 0:
             await victim.idle.wait()
-        await self._unload(victim)
+        await self._unload(victim, reason)
 
-    async def _unload(self, loaded: Loaded) -> None:
-        loaded.unloading = True
+    async def _unload(self, loaded: Loaded, reason: str) -> None:
+        """Stop ``loaded``'s runner; ``reason`` counts unless one was given when it was marked
+        for unloading."""
+        _mark_unloading(loaded, reason)
         if loaded.timer is not None:
             loaded.timer.cancel()
             loaded.timer = None
         if self.loaded.get(loaded.ref.model_path) is loaded:
             del self.loaded[loaded.ref.model_path]
             log.info("unloading model=%s pid=%s", loaded.ref.name, loaded.process.pid)
+            self.events.runner_unloaded(loaded.ref.name, loaded.unload_reason)
         await loaded.process.stop()
 
     def expire(self, model_path: Path) -> bool:
@@ -310,9 +352,9 @@ class Scheduler:
         if loaded is None:
             return False
         loaded.keep_alive_s = 0
-        loaded.unloading = True
+        _mark_unloading(loaded, "requested")
         if loaded.refcount == 0:
-            self._spawn_task(self._unload(loaded))
+            self._spawn_task(self._unload(loaded, "requested"))
         return True
 
     def running(self) -> list[Loaded]:
@@ -328,9 +370,23 @@ class Scheduler:
     async def close(self) -> None:
         """Stop every runner (server shutdown)."""
         for loaded in list(self.loaded.values()):
-            await self._unload(loaded)
+            await self._unload(loaded, "shutdown")
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _mark_unloading(loaded: Loaded, reason: str) -> None:
+    """Mark ``loaded`` to unload; the first reason given is the one reported."""
+    loaded.unloading = True
+    loaded.unload_reason = loaded.unload_reason or reason
+
+
+def _exit_signal(process: RunnerProcess) -> str:
+    """The signal that ended ``process`` (``SIGKILL``), ``none`` for a plain exit."""
+    from ollamactl.runtime.builds.selftest import signal_name  # the builds load on first use
+
+    proc = getattr(process, "proc", None)
+    return signal_name(getattr(proc, "returncode", None)) or "none"
 
 
 def _out_of_memory(exc: RunnerFailed) -> bool:

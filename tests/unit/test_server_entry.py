@@ -1,0 +1,74 @@
+"""``python -m ollamactl serve``, the service's command line: the server without the CLI.
+
+Each test starts a fresh interpreter as a service manager does (``-I``). The server is pointed
+at a port that is already taken, so it stops at its first check, after everything it imports
+before listening is imported and before anything binds. No timing is asserted here: the start's
+speed is measured in bench/bench_start.py.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+#: Imported by nothing the server needs before it answers: the CLI, and what only some
+#: requests use (``click`` still comes with uvicorn, whose package imports its own CLI).
+NOT_BEFORE_LISTEN = ("typer", "ollamactl.cli", "jinja2", "jsonschema", "llama_cpp",
+                     "ollamactl.runtime.store.registry")
+
+
+@pytest.fixture()
+def taken_port() -> Iterator[int]:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+def run(argv: list[str], port: int, models: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OLLAMA_")}
+    env.update(OLLAMA_HOST=f"127.0.0.1:{port}", OLLAMA_MODELS=str(models))
+    return subprocess.run([sys.executable, "-I", *argv], capture_output=True, text=True,
+                          env=env, timeout=60, check=False)
+
+
+def imported(stderr: str) -> set[str]:
+    """The modules ``-X importtime`` listed."""
+    return {m.group(1) for m in re.finditer(r"^import time:.*\|\s*(\S+)\s*$", stderr, re.M)}
+
+
+def test_serve_imports_the_server_but_not_the_command_line(taken_port: int,
+                                                           tmp_path: Path) -> None:
+    proc = run(["-X", "importtime", "-m", "ollamactl", "serve"], taken_port, tmp_path)
+    modules = imported(proc.stderr)
+    assert {"uvicorn", "fastapi", "ollamactl.runtime.http.app"} <= modules, proc.stderr[-2000:]
+    assert sorted(m for m in modules if m.startswith(NOT_BEFORE_LISTEN)) == []
+    assert proc.returncode == 1
+
+
+def test_serve_reports_errors_as_the_command_line_does(taken_port: int,
+                                                       tmp_path: Path) -> None:
+    direct = run(["-m", "ollamactl", "serve"], taken_port, tmp_path)
+    through_cli = run(["-c", "from ollamactl.cli import main; main(['serve'])"], taken_port,
+                      tmp_path)
+    assert (direct.returncode, direct.stdout, direct.stderr) == (
+        through_cli.returncode, through_cli.stdout, through_cli.stderr)
+    assert direct.returncode == 1
+    assert direct.stderr.startswith(f"ollamactl: error: cannot listen on 127.0.0.1:{taken_port}")
+    assert "\nhint: " in direct.stderr
+
+
+def test_serve_with_options_still_goes_through_the_command_line(taken_port: int,
+                                                                tmp_path: Path) -> None:
+    direct = run(["-m", "ollamactl", "serve", "--help"], taken_port, tmp_path)
+    through_cli = run(["-c", "from ollamactl.cli import main; main(['serve', '--help'])"],
+                      taken_port, tmp_path)
+    assert direct.returncode == 0 and "Usage: ollamactl serve" in direct.stdout
+    assert (direct.stdout, direct.stderr) == (through_cli.stdout, through_cli.stderr)
