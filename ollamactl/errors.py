@@ -25,6 +25,7 @@ Exit codes: 0 success, 1 error, 2 usage, 3 ``doctor`` found a failing check, 130
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 EXIT_OK = 0
@@ -162,3 +163,12 @@ class ModelMissing(ModelError):
 
 class UnsupportedPlatform(OllamactlError):
     """The action is not supported on this OS or init system."""
+
+
+def report(exc: OllamactlError) -> int:
+    """Print an expected failure as every entry point shows it (``ollamactl: error: ...``, then
+    its hint) on stderr; return its exit code."""
+    print(f"ollamactl: error: {exc.message}", file=sys.stderr)
+    if exc.hint:
+        print(f"hint: {exc.hint}", file=sys.stderr)
+    return exc.exit_code

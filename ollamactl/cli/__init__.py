@@ -7,7 +7,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from ollamactl.errors import EXIT_INTERRUPTED, OllamactlError
+from ollamactl.errors import EXIT_INTERRUPTED, OllamactlError, report
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -23,10 +23,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except OllamactlError as exc:
         if debug:
             traceback.print_exc()
-        print(f"ollamactl: error: {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+        sys.exit(report(exc))
     except (typer.Abort, KeyboardInterrupt):
         print("interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)

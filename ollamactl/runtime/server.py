@@ -22,7 +22,7 @@ import sys
 from collections.abc import Iterator, Mapping
 
 from ollamactl import host as hostmod
-from ollamactl.errors import EXIT_INTERRUPTED, OllamactlError
+from ollamactl.errors import EXIT_INTERRUPTED, OllamactlError, report
 from ollamactl.settings import ServerConfig, load_server_config
 
 log = logging.getLogger("ollamactl.server")
@@ -78,10 +78,7 @@ def main() -> None:
     try:
         serve()
     except OllamactlError as exc:
-        print(f"ollamactl: error: {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+        sys.exit(report(exc))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
