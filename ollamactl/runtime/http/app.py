@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ollamactl.errors import ModelError
 from ollamactl.humanize import go_duration
 from ollamactl.logrecords import REQUEST_LOGGER, RecordFormatter, keep_stream_private, request_field
-from ollamactl.runtime.http.asgi import ASGIApp, Message, Receive, Scope, Send
+from ollamactl.runtime.http.asgi import ASGIApp, Receive, Scope, Send, watch_response
 from ollamactl.runtime.http.limits import BodyLimit
 from ollamactl.runtime.http.requests import CLIENT_GONE, ApiError
 from ollamactl.runtime.http.routes import routes
@@ -78,37 +78,18 @@ class RequestLog:
         rid = f"{next(_ids):06d}"
         token = request_id.set(rid)
         started = time.perf_counter()
-        status = 0
-        logged = gone = False
 
         def log_line(code: int) -> None:
-            nonlocal logged
-            logged = True
             request_log.info("%s %s status=%d duration=%.3fs client=%s",
                              request_field(scope["method"]), request_field(scope["path"]),
                              code, time.perf_counter() - started,
                              request_field(str((scope.get("client") or ("-",))[0])))
 
-        async def receive_watched() -> Message:
-            nonlocal gone
-            message = await receive()
-            gone = gone or message["type"] == "http.disconnect"
-            return message
-
-        async def send_logged(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-                message.setdefault("headers", []).append((b"x-request-id", rid.encode()))
-            await send(message)
-            if message["type"] == "http.response.body" and not message.get("more_body"):
-                log_line(status)
-
-        try:
-            await self.app(scope, receive_watched, send_logged)
+        try:  # a stream cut short by its client is logged as cancelled: 499
+            await watch_response(self.app, scope, receive, send, log_line,
+                                 gone_status=CLIENT_GONE,
+                                 headers=((b"x-request-id", rid.encode()),))
         finally:
-            if gone and not logged:  # a stream cut short by its client: cancelled, as 499
-                log_line(CLIENT_GONE)
             request_id.reset(token)
 
 

@@ -39,7 +39,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 from ollamactl import __version__
-from ollamactl.runtime.http.asgi import ASGIApp, Message, Receive, Scope, Send
+from ollamactl.runtime.http.asgi import ASGIApp, Receive, Scope, Send, watch_response
 from ollamactl.runtime.http.requests import CLIENT_GONE
 from ollamactl.runtime.scheduling.scheduler import Scheduler, SchedulerEvents
 
@@ -202,36 +202,14 @@ class RequestMetrics:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 0
-        counted = gone = False
 
         def count(code: int) -> None:
-            nonlocal counted
-            counted = True
             route = getattr(scope.get("route"), "path", None) or OTHER
             self.metrics.request_done(route, str(scope["method"]), code,
                                       time.perf_counter() - started)
 
-        async def receive_watched() -> Message:
-            nonlocal gone
-            message = await receive()
-            gone = gone or message["type"] == "http.disconnect"
-            return message
-
-        async def send_counted(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-            if message["type"] == "http.response.body" and not message.get("more_body") \
-                    and not counted:
-                count(status)
-
-        try:
-            await self.app(scope, receive_watched, send_counted)
-        finally:
-            if not counted:
-                count(CLIENT_GONE if gone else status or 500)
+        await watch_response(self.app, scope, receive, send, count, gone_status=CLIENT_GONE,
+                             fallback_status=500)
 
 
 async def scrape(request: Request) -> Response:
