@@ -155,3 +155,23 @@ def test_long_string_arrays_are_counted_not_loaded(tmp_path: Path) -> None:
     info = read_metadata(write(tmp_path / "v.gguf", build(kvs)))
     assert info.kv["tokenizer.ggml.tokens"] == gguf.SkippedArray("string", len(vocab))
     assert info.eos_token == vocab[-1]
+
+
+def test_a_skipped_string_array_is_checked_element_by_element(tmp_path: Path) -> None:
+    """The fast skip over a vocabulary still refuses what :meth:`string` refuses: a length
+    beyond the limit, a string cut by the end of the file, a length field cut in two."""
+    count = gguf.ARRAY_KEEP_LIMIT + 1
+    head = (kv_string("general.architecture", "llama")
+            + gstr("tokenizer.ggml.tokens") + struct.pack("<IIQ", 9, 8, count))
+    good = b"".join(gstr(f"t{i}") for i in range(count - 1))
+    too_long = good + struct.pack("<Q", gguf.MAX_STRING_LENGTH + 1) + b"x" * 64
+    cut_string = good + struct.pack("<Q", 1000) + b"xy"
+    for name, body, message in (
+            ("long", too_long, rf"tokenizer.ggml.tokens'\[{count - 1}\] length \d+ exceeds"),
+            ("cut", cut_string, rf"truncated while reading 'tokenizer.ggml.tokens'\[{count - 1}\] "
+                                r"at offset"),
+            ("half-length", good + b"\x05\x00", rf"truncated while reading "
+                                                rf"'tokenizer.ggml.tokens'\[{count - 1}\] length")):
+        blob = b"GGUF" + struct.pack("<IQQ", 3, 0, 2) + head + body
+        with pytest.raises(InvalidGGUF, match=message):
+            read_metadata(write(tmp_path / f"{name}.gguf", blob))

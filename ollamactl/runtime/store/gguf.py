@@ -235,6 +235,24 @@ class _Reader:
             return ""
         return bytes(self.data[start:self.pos]).decode("utf-8", errors="replace")
 
+    def skip_strings(self, count: int, what: str) -> None:
+        """Step over ``count`` strings, checking each length as :meth:`string` does: a
+        tight loop, since a vocabulary holds ~50k of them and only its length is wanted."""
+        data, pos, size, unpack = self.data, self.pos, self.size, _U64.unpack_from
+        for index in range(count):
+            if pos + 8 > size:
+                self.pos = pos
+                raise self.fail(f"truncated while reading {what}[{index}] length at offset {pos}")
+            (length,) = unpack(data, pos)
+            if length > MAX_STRING_LENGTH:
+                raise self.fail(f"{what}[{index}] length {length} exceeds the limit of "
+                                f"{MAX_STRING_LENGTH} bytes")
+            if length > size - pos - 8:
+                self.pos = pos + 8
+                raise self.fail(f"truncated while reading {what}[{index}] at offset {pos + 8}")
+            pos += 8 + length
+        self.pos = pos
+
     def value(self, value_type: int, what: str, *, keep_arrays: bool, nested: bool) -> Any:
         if value_type in _SCALARS:
             type_name, fmt = _SCALARS[value_type]
@@ -278,8 +296,7 @@ class _Reader:
             self.pos += length * fmt.size
             return values
         if item_type == _TYPE_STRING and not keep:
-            for index in range(length):
-                self.string(f"{what}[{index}]", MAX_STRING_LENGTH, keep=False)
+            self.skip_strings(length, what)
             return SkippedArray("string", length)
         items = [self.value(item_type, f"{what}[{index}]", keep_arrays=keep_arrays, nested=True)
                  for index in range(length)]
@@ -435,8 +452,7 @@ def _token_text(reader: _Reader, kv: dict[str, Any], tokens_at: int | None,
             or tokens_at is None or token_id >= tokens.length:
         return None
     reader.pos = tokens_at + 4 + 8  # item type + length, already checked on the first pass
-    for _ in range(token_id):
-        reader.string("token", MAX_STRING_LENGTH, keep=False)
+    reader.skip_strings(token_id, "token")
     return reader.string("token", MAX_STRING_LENGTH)
 
 
