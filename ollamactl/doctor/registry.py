@@ -39,30 +39,33 @@ CHECKS: dict[str, Check] = {}
 
 
 def check(check_id: str, title: str, *, area: str, platforms: Sequence[type[Platform]] = (),
+          needs: Callable[[Probe], Finding | None] | None = None,
           after: str | None = None) -> Callable[[CheckFn], CheckFn]:
     """Register ``func`` as the check ``check_id`` (``area.name``).
 
     With ``platforms``, the check runs only where the probe's platform is one of them and
-    skips elsewhere ("not systemd (linux-watchdog)"); the function it returns does the same
-    when called directly.
+    skips elsewhere ("not systemd (linux-watchdog)"); then ``needs``, when given, may return
+    the finding that stands for the check instead (a skip: "the unit is not installed"). The
+    function it returns does the same when called directly.
     """
     def register(func: CheckFn) -> CheckFn:
         if check_id in CHECKS:
             raise ValueError(f"duplicate doctor check {check_id}")
-        guarded = _only_on(platforms, func) if platforms else func
+        guarded = _guard(platforms, needs, func) if platforms or needs else func
         CHECKS[check_id] = Check(check_id, title, area, guarded, tuple(platforms), after,
                                  func.__module__)
         return guarded
     return register
 
 
-def _only_on(platforms: Sequence[type[Platform]], func: CheckFn) -> CheckFn:
+def _guard(platforms: Sequence[type[Platform]],
+           needs: Callable[[Probe], Finding | None] | None, func: CheckFn) -> CheckFn:
     kinds = tuple(platforms)
     families = " or ".join(dict.fromkeys(p.family for p in platforms))
 
     @functools.wraps(func)
     def guarded(p: Probe) -> Finding:
-        if not isinstance(p.platform, kinds):
+        if kinds and not isinstance(p.platform, kinds):
             return skip(f"not {families} ({p.platform.name})")
-        return func(p)
+        return (needs(p) if needs is not None else None) or func(p)
     return guarded

@@ -10,7 +10,6 @@ and a models directory outside the unit's sandbox is granted there (ReadWritePat
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import re
 from collections.abc import Callable
@@ -227,12 +226,7 @@ def unit_check(check_id: str, title: str, *, area: str, after: str
                ) -> Callable[[CheckFn], CheckFn]:
     """A check of the installed unit, for this platform only: it skips (saying why) where
     systemd does not run or the unit is not installed, before the check looks at the unit."""
-    def register(func: CheckFn) -> CheckFn:
-        @functools.wraps(func)
-        def guarded(p: Probe) -> Finding:
-            return _needs_unit(p) or func(p)
-        return check(check_id, title, area=area, platforms=PLATFORM, after=after)(guarded)
-    return register
+    return check(check_id, title, area=area, platforms=PLATFORM, needs=_needs_unit, after=after)
 
 
 @unit_check("service.daemon-reload", "Unit files reloaded", area="service", after="service.unit")

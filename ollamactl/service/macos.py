@@ -270,20 +270,21 @@ RESTART = Fix("restart the service so it reads its settings", (("ollamactl", "re
               safe=True)
 
 
-def _job(p: Probe) -> LaunchdManager | Finding:
-    manager = cast(Macos, p.platform).service_manager()
-    if not manager.plist_file.exists():
+def _manager(p: Probe) -> LaunchdManager:
+    return cast(Macos, p.platform).service_manager()
+
+
+def _job_installed(p: Probe) -> Finding | None:
+    if not _manager(p).plist_file.exists():
         return skip("the launchd job is not installed")
-    return manager
+    return None
 
 
 @check("platform.launchd-setenv", "launchctl setenv values are kept in the plist",
-       area="service", platforms=PLATFORM)
+       area="service", platforms=PLATFORM, needs=_job_installed)
 def launchd_setenv(p: Probe) -> Finding:
     """C39: ``launchctl getenv NAME`` against the plist's EnvironmentVariables."""
-    manager = _job(p)
-    if isinstance(manager, Finding):
-        return manager
+    manager = _manager(p)
     drift = launchd.session_drift(p.ctx, manager.layout)
     if not drift:
         return ok("no launchctl setenv value is missing from the plist")
@@ -296,12 +297,10 @@ def launchd_setenv(p: Probe) -> Finding:
 
 
 @check("platform.launchd-loaded", "The loaded launchd job matches its plist", area="service",
-       platforms=PLATFORM)
+       platforms=PLATFORM, needs=_job_installed)
 def launchd_loaded(p: Probe) -> Finding:
     """C39: a plist edited by hand but not reloaded (``launchctl print`` shows the old one)."""
-    manager = _job(p)
-    if isinstance(manager, Finding):
-        return manager
+    manager = _manager(p)
     job = manager.job()
     if job is None:
         return warn(f"{manager.layout.target} is not loaded",
@@ -313,12 +312,10 @@ def launchd_loaded(p: Probe) -> Finding:
 
 
 @check("platform.launchd-competing", "No second Ollama server on this Mac", area="service",
-       platforms=PLATFORM)
+       platforms=PLATFORM, needs=_job_installed)
 def launchd_competing(p: Probe) -> Finding:
     """C39: the Ollama app or Homebrew's ``ollama`` service beside our job."""
-    manager = _job(p)
-    if isinstance(manager, Finding):
-        return manager
+    manager = _manager(p)
     found = launchd.competing_servers(p.ctx, manager.layout.account)
     if found:
         return fail(f"another Ollama server is set up: {', '.join(found)}",

@@ -48,7 +48,7 @@ from ollamactl.service.windows_system import (
 from ollamactl.service.windows_task import (
     WindowsPlatform,
     installed_as_service,
-    live_platform,
+    registry_readable,
 )
 
 if TYPE_CHECKING:
@@ -194,14 +194,11 @@ class WindowsService(WindowsPlatform):
 # -- doctor --------------------------------------------------------------------------------------
 
 @check("platform.windows-service", "The Windows service runs", area="service",
-       platforms=(WindowsService,))
+       platforms=(WindowsService,), needs=registry_readable)
 def windows_service(p: Probe) -> Finding:
     """The service ``install --system`` made: running, stopped, or stopped by a server that
     died (1066 and its exit code; the recovery actions restart it)."""
-    platform = live_platform(p)
-    if isinstance(platform, Finding):
-        return platform
-    state = cast(WindowsService, platform).service_manager().status()
+    state = cast(WindowsService, p.platform).service_manager().status()
     start = Fix("start it", (("ollamactl", "start"),), safe=True)
     if not state.installed:
         return fail("the service ollama is not registered, though install recorded it",

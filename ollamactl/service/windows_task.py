@@ -185,20 +185,18 @@ RESTART = Fix("restart the service so it reads its settings", (("ollamactl", "re
               safe=True)
 
 
-def live_platform(p: Probe) -> WindowsPlatform | Finding:
-    """The Windows unit of the probe, or the skip for a staged tree (no registry there)."""
+def registry_readable(p: Probe) -> Finding | None:
+    """The skip for a staged tree (no registry there), else None."""
     if p.ctx.root != Path("/"):
         return skip("the registry of a staged tree cannot be read")
-    return cast(WindowsPlatform, p.platform)
+    return None
 
 
 @check("platform.windows-conflicts", "User and machine settings agree", area="settings",
-       platforms=(WindowsPlatform,))
+       platforms=(WindowsPlatform,), needs=registry_readable)
 def windows_conflicts(p: Probe) -> Finding:
     """C40: an OLLAMA_* variable in HKCU and HKLM with different values."""
-    platform = live_platform(p)
-    if isinstance(platform, Finding):
-        return platform
+    platform = cast(WindowsPlatform, p.platform)
     store = platform.settings_store()
     conflicts = store.conflicts()
     machine = store.machine_only()
@@ -218,13 +216,11 @@ def windows_conflicts(p: Probe) -> Finding:
 
 
 @check("platform.windows-restart", "The server runs with the current settings", area="settings",
-       platforms=(WindowsPlatform,))
+       platforms=(WindowsPlatform,), needs=registry_readable)
 def windows_restart(p: Probe) -> Finding:
     """C40: HKCU\\Environment (or the service's key) written after the server started (not
     restarted)."""
-    platform = live_platform(p)
-    if isinstance(platform, Finding):
-        return platform
+    platform = cast(WindowsPlatform, p.platform)
     what = platform.runs_as
     state = platform.service_manager().status()
     if not state.running:
@@ -238,13 +234,10 @@ def windows_restart(p: Probe) -> Finding:
 
 
 @check("platform.windows-competing", "No Ollama tray app beside the task", area="service",
-       platforms=(WindowsPlatform,))
+       platforms=(WindowsPlatform,), needs=registry_readable)
 def windows_competing(p: Probe) -> Finding:
     """C40: Ollama's own tray app installed as well (two servers, app settings override
     OLLAMA_MODELS)."""
-    platform = live_platform(p)
-    if isinstance(platform, Finding):
-        return platform
     found = windows.competing_servers(p.ctx, WindowsLayout.for_host(windows.login_account()))
     if found:
         return warn(f"Ollama's app is installed too ({found[0]})",
