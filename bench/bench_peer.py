@@ -197,13 +197,6 @@ def aggregate(stream: Streamer, url: str, clients: int, tokens: int, per_client:
 
 # -- cold start and RSS -------------------------------------------------------------------
 
-def ours_env(models: Path, port: int, args: argparse.Namespace) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OLLAMA_")}
-    env.update(ours_settings(args), OLLAMA_HOST=f"127.0.0.1:{port}", OLLAMA_MODELS=str(models),
-               NO_PROXY="*")
-    return env
-
-
 def ours_settings(args: argparse.Namespace) -> dict[str, str]:
     return {"OLLAMA_NUM_PARALLEL": str(args.parallel), "OLLAMA_KEEP_ALIVE": "-1",
             "OLLAMA_CONTEXT_LENGTH": str(args.num_ctx)}
@@ -215,7 +208,7 @@ def ours_cold(models: Path, log: Path, args: argparse.Namespace) -> dict[str, fl
     phases = bench_start.ours_start(models, ours_settings(args), log)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = ours_env(models, port, args)
+    env = bench_start.server_env(models, port, ours_settings(args))
     proc = subprocess.Popen(bench_start.server_argv(None), env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
