@@ -31,7 +31,9 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 
 # The runtime's recipe (flags, CPU variants, source version) lives in ollamactl/runtime/builds.
-recipe_files=(ollamactl/runtime/builds/recipe.py ollamactl/runtime/builds/variants.py)
+recipe_files=(ollamactl/runtime/builds/recipe.py ollamactl/runtime/builds/variants.py
+              ollamactl/runtime/builds/gpu_backends.py ollamactl/runtime/builds/gpu_plan.py
+              ollamactl/runtime/builds/toolchains.py)
 stamp_key=$(cat pyproject.toml scripts/setup.sh "${recipe_files[@]}" | sha256sum | cut -c1-16)
 stamp=.venv/.ollamactl-setup-$stamp_key
 if [[ ! -f $stamp ]] || ! .venv/bin/python -c 'import ollamactl, llama_cpp' >/dev/null 2>&1; then
@@ -48,6 +50,13 @@ if [[ ! -f $stamp ]] || ! .venv/bin/python -c 'import ollamactl, llama_cpp' >/de
   rm -f .venv/.ollamactl-setup-*
   touch "$stamp"
   echo ">>> .venv ready"
+fi
+# GPU runtimes (one ggml backend library per GPU API, from the same llama.cpp source): built
+# for the GPUs `ollamactl gpu check` approves, cached by recipe (quick when already built);
+# on a machine without a usable GPU it builds nothing and says why. OLLAMACTL_GPU_RUNTIMES=vulkan
+# forces a backend, =none skips this. A failed GPU build leaves the CPU runtime serving.
+if ! .venv/bin/python -m ollamactl.runtime.builds.gpu_backends ensure; then
+  echo "WARNING: a GPU runtime could not be built (see above); the server will use the CPU" >&2
 fi
 # Trust the runtime on this CPU only after it decoded here (kept per build and CPU: quick when
 # already done; a variant that crashes is recorded and the next safer one is tried).

@@ -32,7 +32,7 @@ import tarfile
 import tempfile
 import time
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -131,14 +131,10 @@ def build_wheel(recipe: Recipe, out_dir: Path, *, log_path: Path) -> Path:
     """Download the pinned source, trim the variants, build the wheel with pip's cache off,
     and put the recipe inside it. Prints progress while the compiler runs."""
     python = sys.executable
+    log_path.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="ollamactl-build-") as tmp:
         work = Path(tmp)
-        _run([python, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-              "-q", "-d", str(work / "sdist"), f"llama-cpp-python=={recipe.llama_cpp_python}"])
-        (sdist,) = (work / "sdist").glob("*.tar.gz")
-        with tarfile.open(sdist) as archive:
-            archive.extractall(work / "src", filter="data")
-        (source,) = (work / "src").iterdir()
+        source = fetch_source(recipe.llama_cpp_python, work)
         patch_variant_list(source / "vendor/llama.cpp/ggml/src/CMakeLists.txt",
                            recipe.variants, cpu_variants.machine_arch())
         env = {**os.environ, "CMAKE_ARGS": " ".join(recipe.cmake_args),
@@ -146,8 +142,9 @@ def build_wheel(recipe: Recipe, out_dir: Path, *, log_path: Path) -> Path:
                "PIP_NO_CACHE_DIR": "1"}
         env.pop("FORCE_CMAKE", None)
         wheel_dir = work / "wheel"
-        _compile([python, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir", "-v",
-                  "-w", str(wheel_dir), str(source)], env=env, log_path=log_path)
+        compile_logged([python, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir", "-v",
+                        "-w", str(wheel_dir), str(source)], env=env, log_path=log_path,
+                       what="building llama-cpp-python")
         (wheel,) = wheel_dir.glob("*.whl")
         add_to_wheel(wheel, f"llama_cpp/lib/{RECORD_NAME}",
                      json.dumps(recipe.record(), indent=2).encode())
@@ -155,6 +152,19 @@ def build_wheel(recipe: Recipe, out_dir: Path, *, log_path: Path) -> Path:
         target = out_dir / wheel.name
         shutil.move(str(wheel), target)
         return target
+
+
+def fetch_source(version: str, work: Path) -> Path:
+    """Download llama-cpp-python ``version``'s sdist (never a wheel) into ``work`` and extract
+    it; returns the source tree (its ``vendor/llama.cpp`` is the llama.cpp every build of this
+    version uses: the CPU wheel and the GPU backend libraries alike)."""
+    _run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+          "-q", "-d", str(work / "sdist"), f"llama-cpp-python=={version}"])
+    (sdist,) = (work / "sdist").glob("*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        archive.extractall(work / "src", filter="data")
+    (source,) = (work / "src").iterdir()
+    return source
 
 
 def add_to_wheel(wheel: Path, name: str, data: bytes) -> None:
@@ -205,29 +215,43 @@ def _run(argv: Sequence[str]) -> None:
     subprocess.run(list(argv), check=True)
 
 
-_PROGRESS = re.compile(r"\[(\d+)/(\d+)\]")
+_PROGRESS = re.compile(r"\[(?:(\d+)/(\d+)|\s*(\d+)%)\]")
 
 
-def _compile(argv: Sequence[str], *, env: dict[str, str], log_path: Path) -> None:
-    """Run the build, its whole output in ``log_path``, a progress line every ~10 %."""
+class BuildFailed(SystemExit):
+    """A compiler run failed; its message names the full log (uncaught, it exits 1 with it)."""
+
+
+def compile_logged(argv: Sequence[str], *, env: Mapping[str, str], log_path: Path,
+                   what: str) -> None:
+    """Run one build command, its whole output appended to ``log_path``, a progress line every
+    ~10 % (from ninja's ``[n/total]`` and make's ``[ nn%]``, in pip's verbose output too).
+
+    Raises:
+        BuildFailed: the command exited non-zero (the log's tail goes to stderr first).
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     shown = -1
-    with log_path.open("w") as log, subprocess.Popen(
-            list(argv), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, errors="replace") as proc:
+    with log_path.open("a") as log, subprocess.Popen(
+            list(argv), env=dict(env), stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, errors="replace") as proc:
         assert proc.stdout is not None
+        log.write(f"$ {' '.join(argv)}\n")
         for line in proc.stdout:
             log.write(line)
             match = _PROGRESS.search(line)
-            if match:
+            if match and match.group(1):       # ninja: [12/340]
                 done, total = int(match.group(1)), int(match.group(2))
                 if done * 10 // total > shown:
                     shown = done * 10 // total
                     print(f"    compiling: {done}/{total}", flush=True)
+            elif match and int(match.group(3)) // 10 > shown:     # make: [ 45%]
+                shown = int(match.group(3)) // 10
+                print(f"    compiling: {match.group(3)}%", flush=True)
     if proc.returncode != 0:
         tail = log_path.read_text(errors="replace").split("\n")[-25:]
         sys.stderr.write("\n".join(tail) + "\n")
-        raise SystemExit(f"ERROR: building llama-cpp-python failed; full log: {log_path}")
+        raise BuildFailed(f"ERROR: {what} failed; full log: {log_path}")
 
 
 def main(argv: Sequence[str]) -> int:

@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LIBRARY_PREFIX = "libggml-cpu-"
+# The GPU runtimes, best first; OLLAMA_LLM_LIBRARY names one of them to use only that one
+# (the CPU library is then chosen as usual)
+GPU_LIBRARY_NAMES = ("cuda", "hip", "vulkan")
 
 
 @dataclass(frozen=True)
@@ -269,7 +272,7 @@ def choose(cpu: CpuInfo, present: Mapping[str, Path], *, requested: str = "",
         return Choice(None, None, "this llama.cpp build has no CPU variants")
     verdicts = verdicts or {}
     avoided = set(avoid)
-    if requested and requested.lower() not in ("cpu_auto", "auto"):
+    if requested and requested.lower() not in ("cpu_auto", "auto", *GPU_LIBRARY_NAMES):
         variant = by_name(requested, cpu.arch)
         if variant is None or variant.tag not in present:
             names = ", ".join(v.name for v in for_arch(cpu.arch) if v.tag in present)
