@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from ollamactl.context import Context
 from ollamactl.doctor.finding import Finding
@@ -35,3 +40,31 @@ def make_probe(ctx: Context, recorder: RecordingRunner, *, port: int,
 def one(probe: Probe, check_id: str) -> Finding:
     (finding,) = run_checks(probe, [check_id])
     return finding
+
+
+@contextlib.contextmanager
+def serving_json(routes: Mapping[str, Any]) -> Iterator[int]:
+    """A loopback HTTP server answering GET ``path`` with ``routes[path]`` as JSON (404
+    otherwise); yields its port."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            found = self.path in routes
+            body = json.dumps(routes[self.path]).encode() if found else b""
+            self.send_response(200 if found else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

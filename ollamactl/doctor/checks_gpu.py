@@ -3,6 +3,8 @@ after-suspend symptom, suspend settings, VRAM headroom, visibility variables, of
 
 from __future__ import annotations
 
+from typing import Any
+
 from ollamactl.doctor.finding import Finding, Fix, fail, ok, skip, warn
 from ollamactl.doctor.probe import Probe
 from ollamactl.doctor.registry import check
@@ -212,7 +214,8 @@ def visible_devices(p: Probe) -> Finding:
 
 @check("gpu.offload", "Loaded models sit on the GPU", area="gpu")
 def offload(p: Probe) -> Finding:
-    """C34: ``/api/ps`` size_vram against size while a usable GPU exists."""
+    """C34: where /api/ps says each loaded model runs: a GPU runtime that failed (the reason the
+    server kept), layers left on the CPU for want of VRAM, a CPU run beside a usable GPU."""
     answer = p.http("/api/ps")
     data = answer.json() if answer.status == 200 else None
     if not isinstance(data, dict):
@@ -220,15 +223,105 @@ def offload(p: Probe) -> Finding:
     models = [m for m in data.get("models") or [] if isinstance(m, dict)]
     if not models:
         return skip("no model is loaded")
-    if not p.gpus.usable:
-        return skip("no usable GPU: models run on the CPU by design")
-    on_cpu = [m.get("name", "?") for m in models if not m.get("size_vram")]
-    partial = [m.get("name", "?") for m in models
-               if m.get("size_vram") and m.get("size_vram", 0) < m.get("size", 0)]
-    if on_cpu:
-        return fail(f"loaded on the CPU although a GPU is usable: {', '.join(on_cpu)}",
-                    fix=Fix("see gpu.after-suspend and gpu.vram-headroom"))
+    failed, partial, on_cpu = [], [], []
+    for model in models:
+        name, where = model.get("name", "?"), model.get("ollamactl") or {}
+        gpu_layers, layers = int(where.get("gpu_layers") or 0), int(where.get("layers") or 0)
+        if where.get("gpu_error"):
+            failed.append(f"{name}: {where['gpu_error']}")
+        elif model.get("size_vram") and 0 < gpu_layers < layers:
+            partial.append(f"{name}: {gpu_layers} of {layers} layers on the GPU, "
+                           f"{layers - gpu_layers} on the CPU")
+        elif model.get("size_vram") and model.get("size_vram", 0) < model.get("size", 0):
+            partial.append(f"{name}: partly offloaded")
+        elif not model.get("size_vram"):
+            on_cpu.append(str(name))
+    if failed:
+        return fail(f"loaded on the CPU because the GPU runtime failed: {'; '.join(failed)}",
+                    fix=Fix("see gpu.after-suspend and gpu.runtime; `ollamactl logs` has "
+                            "the runner's own words"))
     if partial:
-        return warn(f"partly offloaded: {', '.join(partial)}",
-                    fix=Fix("a smaller context or quantisation fits the whole model"))
+        return warn(f"VRAM is short: {'; '.join(partial)}",
+                    fix=Fix("a smaller num_ctx or OLLAMA_NUM_PARALLEL, fewer loaded models "
+                            "(OLLAMA_MAX_LOADED_MODELS), a smaller OLLAMA_GPU_OVERHEAD or "
+                            "quantisation fits the whole model"))
+    if on_cpu and p.gpus.usable:
+        return fail(f"loaded on the CPU although a GPU is usable: {', '.join(on_cpu)}",
+                    fix=Fix("see gpu.runtime, gpu.after-suspend and gpu.vram-headroom"))
+    if on_cpu:
+        return skip("no usable GPU: models run on the CPU by design")
     return ok(f"{len(models)} model(s) fully on the GPU")
+
+
+def _runtimes(p: Probe) -> list[dict[str, Any]] | str:
+    data = p.runtime
+    if isinstance(data, str):
+        return data
+    return [r for r in data.get("gpu_runtimes") or [] if isinstance(r, dict)]
+
+
+#: Which GPU runtimes serve a vendor's GPUs, best first (Vulkan serves any with a driver).
+SERVES = {"nvidia": ("cuda", "vulkan"), "amd": ("hip", "vulkan")}
+
+
+@check("gpu.runtime", "A GPU runtime for the usable GPUs", area="gpu")
+def runtime(p: Probe) -> Finding:
+    """A usable GPU and only a CPU runtime: every model runs on the CPU, silently."""
+    usable = [g for g in p.gpus.usable if g.vendor in SERVES]
+    if not usable:
+        return skip("no usable NVIDIA or AMD GPU (Apple's Metal is built in)")
+    runtimes = _runtimes(p)
+    if isinstance(runtimes, str):
+        return skip(runtimes)
+    have = {r.get("backend") for r in runtimes}
+    build = Fix("build the GPU runtime for this machine (minutes), then restart the service",
+                (("ollamactl", "runtime", "build"), ("ollamactl", "restart")))
+    missing = [g for g in usable if not have & set(SERVES[g.vendor])]
+    if missing:
+        return fail(f"{', '.join(g.name for g in missing)} usable, but the runtime has "
+                    f"{'only ' + ', '.join(sorted(map(str, have))) if have else 'no GPU library'}"
+                    ": models run on the CPU", _table(tuple(missing)), build)
+    slower = [g for g in usable if SERVES[g.vendor][0] not in have]
+    if slower:
+        return warn(f"{', '.join(g.name for g in slower)} run through Vulkan; "
+                    f"{'/'.join(sorted({SERVES[g.vendor][0].upper() for g in slower}))} is "
+                    "usually faster", fix=build)
+    return ok("GPU runtime(s): " + ", ".join(sorted(map(str, have))))
+
+
+@check("gpu.runtime-targets", "The GPU runtime was built for these GPUs", area="gpu")
+def runtime_targets(p: Probe) -> Finding:
+    """A CUDA runtime built for other compute capabilities (or a ROCm one for other gfx
+    targets) than the GPUs present: the runner fails to load, or JIT-compiles for minutes."""
+    runtimes = _runtimes(p)
+    if isinstance(runtimes, str):
+        return skip(runtimes)
+    wanted = {"cuda": {g.compute.replace(".", ""): g.name for g in p.gpus.usable
+                       if g.vendor == "nvidia"},
+              "hip": {(g.override and _gfx_of(g.override)) or g.compute: g.name
+                      for g in p.gpus.usable if g.vendor == "amd"}}
+    stale = []
+    for item in runtimes:
+        backend, targets = str(item.get("backend")), set(map(str, item.get("targets") or ()))
+        need = wanted.get(backend) or {}
+        if other := {t: name for t, name in need.items() if t not in targets}:
+            stale.append(f"{backend} built for {', '.join(sorted(targets)) or 'nothing'}; "
+                         + ", ".join(f"{name} needs {t}" for t, name in other.items()))
+    if not any(wanted.values()) or not runtimes:
+        return skip("no GPU runtime for a usable NVIDIA or AMD GPU")
+    if stale:
+        return fail("; ".join(stale), fix=Fix(
+            "rebuild for the GPUs present, then restart the service",
+            (("ollamactl", "runtime", "build", "--force"), ("ollamactl", "restart"))))
+    return ok("built for " + ", ".join(f"{r.get('backend')} {','.join(r.get('targets') or [])}"
+                                        for r in runtimes))
+
+
+def _gfx_of(override: str) -> str:
+    from ollamactl.gpu.support import gfx_from_override
+    from ollamactl.settings import Invalid, parse_gfx_override
+
+    try:
+        return gfx_from_override(parse_gfx_override(override))
+    except Invalid:  # a bad override is gpu.amd-gfx's finding
+        return ""

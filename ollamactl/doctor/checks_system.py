@@ -7,7 +7,6 @@ import re
 from ollamactl.doctor.finding import Finding, Fix, fail, ok, skip, warn
 from ollamactl.doctor.probe import Probe
 from ollamactl.doctor.registry import check
-from ollamactl.errors import OllamactlError
 from ollamactl.humanize import gib
 
 
@@ -139,13 +138,9 @@ def container_gpu(p: Probe) -> Finding:
 def cpu_runtime(p: Probe) -> Finding:
     """C53: the runtime's CPU library for this CPU (portable build, OLLAMA_LLM_LIBRARY, the
     self-test on this machine and build), asked of the interpreter the service runs."""
-    from ollamactl.install.runtime import runtime_report, service_python
-
-    try:
-        data = runtime_report(p.ctx, service_python(p.ctx, p.install_record),
-                              p.setting("OLLAMA_LLM_LIBRARY"))
-    except OllamactlError as exc:
-        return skip(exc.message)
+    data = p.runtime
+    if isinstance(data, str):
+        return skip(data)
     if not data.get("library_dir"):
         return fail("llama-cpp-python is not installed in the runtime",
                     fix=Fix("set the runtime up", (("bash", "scripts/setup.sh"),)))

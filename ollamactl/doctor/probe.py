@@ -13,7 +13,7 @@ import shlex
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ollamactl import settings
 from ollamactl.client import Client, HttpAnswer
@@ -183,6 +183,18 @@ class Probe:
 
         return scan_gpus(host=self.ctx.host, environ=self.server_env, root=self.ctx.root,
                          runner=self.ctx.runner, nvml=self._nvml or Nvml(init_timeout_s=2.0))
+
+    @cached_property
+    def runtime(self) -> dict[str, Any] | str:
+        """The service's runtime as it describes itself (CPU libraries, self-test, GPU
+        runtimes), asked of the interpreter the service runs; a string says why not."""
+        from ollamactl.install.runtime import runtime_report, service_python
+
+        try:
+            return runtime_report(self.ctx, service_python(self.ctx, self.install_record),
+                                  self.setting("OLLAMA_LLM_LIBRARY"))
+        except OllamactlError as exc:
+            return exc.message
 
     @cached_property
     def log_lines(self) -> list[str] | None:

@@ -11,7 +11,7 @@ Server -> runner:
     {"t": "embed", "id": 8, "inputs": [text, ...], "truncate": bool}
     {"t": "cancel", "id": 7}
 Runner -> server:
-    {"t": "ready", "n_ctx": 4096, "n_ctx_train": 8192, "gpu_offload": false, "load_ns": 123}
+    {"t": "ready", "n_ctx": 4096, "n_ctx_train": 8192, "load_ns": 123, "gpu_layers": 0, ...}
     {"t": "toks", "items": [[7, "text"], [9, "te"]]}  one decode step: the text of each
                                                  sequence's sampled token (text may be "")
     {"t": "done", "id": 7, "reason": "stop", "prompt_n": 9, "prompt_ns": 1, "eval_n": 8,

@@ -150,3 +150,95 @@ def test_no_gpu_checks_skip_with_reasons(ctx, recorder, free_port):
     for check_id in ("gpu.nvml", "gpu.nvidia-compute", "gpu.amd-gfx", "gpu.igpu"):
         finding = one(probe, check_id)
         assert finding.status == "skip" and finding.summary.startswith("no ")
+
+
+# -- GPU runtimes and where the loaded models run ----------------------------------------------
+
+def _runtime_report(recorder, gpu_runtimes):
+    """What `python -m ollamactl.runtime.builds.serving` prints, with these GPU runtimes."""
+    import json
+    import sys
+
+    recorder.on(sys.executable, "-I", "-m", "ollamactl.runtime.builds.serving",
+                stdout=json.dumps({"library_dir": "/venv/llama_cpp/lib",
+                                   "gpu_runtimes": gpu_runtimes}))
+
+
+def _cuda(*targets):
+    return {"backend": "cuda", "library": "/venv/libggml-cuda.so", "targets": list(targets)}
+
+
+VULKAN = {"backend": "vulkan", "library": "/venv/libggml-vulkan.so", "targets": []}
+
+
+def test_a_usable_gpu_with_only_the_cpu_runtime_fails_with_the_build_command(
+        ctx, recorder, free_port):
+    _runtime_report(recorder, [])
+    finding = one(make_probe(ctx, recorder, port=free_port, nvml=FakeNvml([h100()])),
+                  "gpu.runtime")
+    assert finding.status == "fail"
+    assert finding.summary == ("NVIDIA H100 80GB HBM3 usable, but the runtime has no GPU "
+                               "library: models run on the CPU")
+    assert finding.fix.commands == (("ollamactl", "runtime", "build"), ("ollamactl", "restart"))
+
+
+def test_an_nvidia_gpu_served_through_vulkan_only_warns(ctx, recorder, free_port):
+    _runtime_report(recorder, [VULKAN])
+    finding = one(make_probe(ctx, recorder, port=free_port, nvml=FakeNvml([rtx3060()])),
+                  "gpu.runtime")
+    assert finding.status == "warn" and "CUDA is usually faster" in finding.summary
+
+
+def test_a_cuda_runtime_for_the_gpus_present_passes_both_checks(ctx, recorder, free_port):
+    _runtime_report(recorder, [_cuda("90")])
+    probe = make_probe(ctx, recorder, port=free_port, nvml=FakeNvml([h100()]))
+    assert one(probe, "gpu.runtime").summary == "GPU runtime(s): cuda"
+    assert one(probe, "gpu.runtime-targets").summary == "built for cuda 90"
+
+
+def test_a_cuda_runtime_built_for_other_compute_capabilities_fails(ctx, recorder, free_port):
+    _runtime_report(recorder, [_cuda("86")])
+    finding = one(make_probe(ctx, recorder, port=free_port, nvml=FakeNvml([h100()])),
+                  "gpu.runtime-targets")
+    assert finding.status == "fail"
+    assert finding.summary == "cuda built for 86; NVIDIA H100 80GB HBM3 needs 90"
+    assert ("ollamactl", "runtime", "build", "--force") in finding.fix.commands
+
+
+def test_a_rocm_runtime_is_checked_against_the_override_target(ctx, recorder, free_port):
+    write_amd_sysfs(ctx.root, [rx5400()])
+    _runtime_report(recorder, [{"backend": "hip", "library": "/venv/libggml-hip.so",
+                                "targets": ["gfx1030"]}])
+    probe = make_probe(ctx, recorder, port=free_port,
+                       environ={"HSA_OVERRIDE_GFX_VERSION": "10.3.0"})
+    assert one(probe, "gpu.runtime-targets").status == "ok"
+
+
+def _ps(**where):
+    return {"/api/ps": {"models": [{"name": "smollm2:135m", "size": 700, "size_vram": 300,
+                                    "ollamactl": {"layers": 31, "gpu_layers": 13,
+                                                  "gpu_devices": ["Vulkan0"], "gpu_error": "",
+                                                  **where}}]}}
+
+
+def test_offload_names_the_layers_on_each_side_when_vram_is_short(ctx, recorder):
+    from tests.doctor_helpers import serving_json
+
+    with serving_json(_ps()) as port:
+        finding = one(make_probe(ctx, recorder, port=port), "gpu.offload")
+    assert finding.status == "warn"
+    assert finding.summary == ("VRAM is short: smollm2:135m: 13 of 31 layers on the GPU, 18 on "
+                               "the CPU")
+
+
+def test_offload_shows_why_a_gpu_runtime_fell_back_to_the_cpu(ctx, recorder):
+    from tests.doctor_helpers import serving_json
+
+    reason = "ggml could not load the GPU library /venv/libggml-vulkan.so"
+    routes = _ps(gpu_layers=0, gpu_devices=[], gpu_error=reason)
+    routes["/api/ps"]["models"][0]["size_vram"] = 0
+    with serving_json(routes) as port:
+        finding = one(make_probe(ctx, recorder, port=port), "gpu.offload")
+    assert finding.status == "fail"
+    assert finding.summary == ("loaded on the CPU because the GPU runtime failed: "
+                               f"smollm2:135m: {reason}")

@@ -48,7 +48,7 @@ class FakeRunnerProcess:
 
     async def start(self, timeout_s: float) -> ReadyInfo:
         self.log.append(f"start {Path(self.config.model_path).name} ctx={self.config.num_ctx}")
-        return ReadyInfo(self.config.num_ctx, 8192, False, 1)
+        return ReadyInfo(self.config.num_ctx, 8192, 1)
 
     async def stop(self) -> None:
         if self.alive:
@@ -401,3 +401,191 @@ def test_a_hung_nvml_init_costs_one_bounded_wait() -> None:
         assert fake.init_calls == 1
     finally:
         release.set()
+
+
+# -- GPU placement at each load ---------------------------------------------------------------
+# The GPU runtime's device discovery (a child process) is faked at its boundary: it answers what
+# `python -m ollamactl.runtime.builds.loader devices LIB` would. The model header is SmolLM2's.
+
+VULKAN_LIB = "/runtime/ollamactl-gpu/vulkan/libggml-vulkan.so"
+
+
+@dataclasses.dataclass(frozen=True)
+class FakeGpuRuntime:
+    backend: str
+    library: Path
+    targets: tuple[str, ...] = ()
+
+
+class GpuRunnerProcess(FakeRunnerProcess):
+    """Loads where its config says, as the real runner reports it; ``broken``: a GPU load
+    fails the way a runner that dies in the driver does."""
+
+    def __init__(self, config: RunnerConfig, log: list[str], broken: str = "") -> None:
+        super().__init__(config, log)
+        self.broken = broken
+
+    async def start(self, timeout_s: float) -> ReadyInfo:
+        name = Path(self.config.model_path).name
+        if self.config.gpu_layers and self.broken:
+            self.log.append(f"fail {name} on GPU")
+            raise RunnerFailed(self.broken)
+        self.log.append(f"start {name} gpu_layers={self.config.gpu_layers}")
+        return ReadyInfo(self.config.num_ctx, 8192, 1, gpu_layers=self.config.gpu_layers,
+                         layers=31)
+
+
+def smollm2_info() -> Any:
+    from ollamactl.runtime.store import gguf
+    from tests.integration.server_process import smollm2_gguf
+
+    return gguf.read_metadata(smollm2_gguf())
+
+
+def gpu_scheduler(log: list[str], *, devices: list[dict[str, Any]], errors: list[str] = (),
+                  broken: str = "", requested: str = "", **kw: Any) -> Scheduler:
+    from ollamactl.runtime.scheduling.gpus import Gpus
+
+    asked: list[str] = []
+
+    def discover(library: str, environ: Any) -> dict[str, Any]:
+        asked.append(library)
+        return {"devices": devices, "errors": list(errors)}
+
+    sched = make_scheduler(log, runner=lambda config, _s: GpuRunnerProcess(config, log, broken),
+                           **kw)
+    sched.gpus = Gpus([FakeGpuRuntime("vulkan", Path(VULKAN_LIB))], requested=requested,
+                      environ={}, discover=discover)
+    sched.discoveries = asked  # type: ignore[attr-defined]
+    return sched
+
+
+def gpu_ref(name: str) -> ModelRef:
+    info = smollm2_info()
+    return ModelRef(name=name, digest=name * 4, model_path=Path(f"/models/{name}"),
+                    estimate_bytes=300 * 2**20, info=info)
+
+
+LAVAPIPE = {"id": "Vulkan0", "description": "llvmpipe", "kind": "gpu",
+            "free": 2 * GIB, "total": 2 * GIB}
+
+
+def test_a_model_that_fits_goes_wholly_on_the_gpu_and_discovery_runs_once() -> None:
+    async def scenario() -> None:
+        log: list[str] = []
+        sched = gpu_scheduler(log, devices=[LAVAPIPE])
+        lease = await sched.acquire(gpu_ref("a"), cfg("a"), None)
+        loaded = lease.loaded
+        assert loaded.config.gpu_library == VULKAN_LIB
+        assert loaded.config.gpu_devices == ("Vulkan0",)
+        assert loaded.config.gpu_layers == 31 == loaded.placement.total_layers
+        assert loaded.size_vram_bytes == loaded.size_bytes == loaded.placement.total_bytes > 0
+        assert loaded.gpu_error == ""
+        sched.release(lease)
+        sched.release(await sched.acquire(gpu_ref("b"), cfg("b"), None))
+        assert sched.discoveries == [VULKAN_LIB]  # type: ignore[attr-defined]
+        await sched.close()
+
+    run(scenario)
+
+
+def test_gpu_overhead_leaves_room_for_part_of_the_model_and_ps_shows_the_split() -> None:
+    async def scenario() -> None:
+        from ollamactl.humanize import processor_text
+
+        log: list[str] = []
+        full = gpu_scheduler(log, devices=[LAVAPIPE])
+        whole = (await full.acquire(gpu_ref("a"), cfg("a"), None)).loaded.placement
+        await full.close()
+        # the whole model's VRAM is the backend's minimum, the graph and the layers: leave
+        # room for about half the layers
+        layers = whole.vram_bytes - whole.graph_bytes - 457 * 2**20
+        overhead = 2 * GIB - whole.vram_bytes + layers // 2
+        sched = gpu_scheduler(log, devices=[LAVAPIPE], gpu_overhead_bytes=overhead)
+        lease = await sched.acquire(gpu_ref("a"), cfg("a"), None)
+        loaded = lease.loaded
+        assert 0 < loaded.config.gpu_layers < 31
+        assert 0 < loaded.size_vram_bytes < loaded.size_bytes
+        assert processor_text(loaded.size_bytes, loaded.size_vram_bytes).endswith("% CPU/GPU")
+        sched.release(lease)
+        await sched.close()
+
+    run(scenario)
+
+
+def test_num_gpu_zero_and_a_cpu_library_keep_the_model_off_the_gpu() -> None:
+    async def scenario() -> None:
+        log: list[str] = []
+        sched = gpu_scheduler(log, devices=[LAVAPIPE])
+        zero = dataclasses.replace(cfg("a"), num_gpu=0)
+        lease = await sched.acquire(gpu_ref("a"), zero, None)
+        assert lease.loaded.config.gpu_layers == 0 and lease.loaded.size_vram_bytes == 0
+        sched.release(lease)
+        await sched.close()
+        forced = gpu_scheduler(log, devices=[LAVAPIPE], requested="cpu_avx2")
+        lease = await forced.acquire(gpu_ref("a"), cfg("a"), None)
+        assert lease.loaded.size_vram_bytes == 0
+        assert "OLLAMA_LLM_LIBRARY=cpu_avx2" in lease.loaded.gpu_error
+        assert forced.discoveries == []  # type: ignore[attr-defined]
+        forced.release(lease)
+        await forced.close()
+
+    run(scenario)
+
+
+def test_no_device_is_no_problem_but_a_runtime_that_fails_to_start_is_kept() -> None:
+    async def scenario() -> None:
+        log: list[str] = []
+        quiet = gpu_scheduler(log, devices=[])
+        lease = await quiet.acquire(gpu_ref("a"), cfg("a"), None)
+        assert lease.loaded.size_vram_bytes == 0 and lease.loaded.gpu_error == ""
+        quiet.release(lease)
+        await quiet.close()
+        broken = gpu_scheduler(log, devices=[], errors=["ggml could not load the GPU library "
+                                                         f"{VULKAN_LIB}"])
+        lease = await broken.acquire(gpu_ref("a"), cfg("a"), None)
+        assert lease.loaded.gpu_error == ("the GPU runtime failed to start (vulkan: ggml could "
+                                          f"not load the GPU library {VULKAN_LIB})")
+        assert log == ["start a gpu_layers=0", "stop a", "start a gpu_layers=0"]
+        broken.release(lease)
+        await broken.close()
+
+    run(scenario)
+
+
+def test_a_gpu_load_that_fails_is_retried_once_on_the_cpu_with_the_reason() -> None:
+    async def scenario() -> None:
+        log: list[str] = []
+        sched = gpu_scheduler(log, devices=[LAVAPIPE],
+                              broken="llama runner process has terminated: signal: aborted")
+        lease = await sched.acquire(gpu_ref("a"), cfg("a"), None)
+        assert log == ["fail a on GPU", "start a gpu_layers=0"]
+        assert lease.loaded.size_vram_bytes == 0
+        assert lease.loaded.gpu_error == ("loading on Vulkan0 failed: llama runner process has "
+                                          "terminated: signal: aborted")
+        sched.release(lease)
+        await sched.close()
+
+    run(scenario)
+
+
+def test_a_model_that_only_partly_fits_beside_another_evicts_it_first() -> None:
+    async def scenario() -> None:
+        log: list[str] = []
+        probe = gpu_scheduler(log, devices=[LAVAPIPE])
+        whole = (await probe.acquire(gpu_ref("a"), cfg("a"), None)).loaded.placement
+        await probe.close()
+        # room for one model and a half (each counts the backend's minimum, as in Ollama):
+        # beside the first, the second would not fit whole
+        free = whole.vram_bytes + whole.vram_bytes // 2
+        device = {**LAVAPIPE, "free": free, "total": free}
+        log.clear()
+        sched = gpu_scheduler(log, devices=[device])
+        sched.release(await sched.acquire(gpu_ref("a"), cfg("a"), None))
+        lease = await sched.acquire(gpu_ref("b"), cfg("b"), None)
+        assert log == ["start a gpu_layers=31", "stop a", "start b gpu_layers=31"]
+        assert lease.loaded.size_vram_bytes == lease.loaded.size_bytes
+        sched.release(lease)
+        await sched.close()
+
+    run(scenario)

@@ -19,6 +19,7 @@ from typing import Any
 
 from ollamactl.runtime.builds import recipe, selftest
 from ollamactl.runtime.builds import variants as cpu_variants
+from ollamactl.runtime.builds.gpu_backends import installed_gpu_runtimes
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,9 @@ def describe(requested: str | None = None) -> dict[str, object]:
             for v in cpu_variants.for_arch(libraries.cpu.arch) if v.tag in libraries.present],
         "builtin_selftest": outcomes.get(selftest.BUILTIN),
         "requested": libraries.requested,
+        "gpu_runtimes": [{"backend": r.backend, "library": str(r.library),
+                          "targets": list(r.targets)}
+                         for r in installed_gpu_runtimes(lib_dir)] if lib_dir else [],
     }
     try:
         choice = libraries.choose()

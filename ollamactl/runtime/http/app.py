@@ -30,6 +30,7 @@ from ollamactl.runtime.http.limits import BodyLimit
 from ollamactl.runtime.http.requests import CLIENT_GONE, ApiError
 from ollamactl.runtime.http.routes import routes
 from ollamactl.runtime.http.security import RequestGuard
+from ollamactl.runtime.scheduling.gpus import Gpus
 from ollamactl.runtime.scheduling.memory import gpu_count
 from ollamactl.runtime.scheduling.scheduler import Scheduler, SchedulerConfig
 from ollamactl.runtime.store.manifests import Store
@@ -97,7 +98,9 @@ def scheduler_config(config: ServerConfig) -> SchedulerConfig:
     max_loaded = config.max_loaded_models or 3 * max(1, gpu_count())
     return SchedulerConfig(max_loaded_models=max_loaded, num_parallel=config.num_parallel,
                            max_queue=config.max_queue, load_timeout_s=config.load_timeout_s,
-                           default_keep_alive_s=config.keep_alive_s)
+                           default_keep_alive_s=config.keep_alive_s,
+                           gpu_overhead_bytes=config.gpu_overhead_bytes,
+                           sched_spread=config.sched_spread)
 
 
 def create_app(config: ServerConfig, *, scheduler: Scheduler | None = None,
@@ -107,7 +110,9 @@ def create_app(config: ServerConfig, *, scheduler: Scheduler | None = None,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.config = config
         app.state.store = store or Store(config.models)
-        app.state.scheduler = scheduler or Scheduler(scheduler_config(config))
+        app.state.scheduler = scheduler or Scheduler(
+            scheduler_config(config), gpus=Gpus(requested=config.environment.get(
+                "OLLAMA_LLM_LIBRARY", "")))
         if app.state.metrics is not None:
             app.state.scheduler.events = app.state.metrics
         sched = app.state.scheduler.config
@@ -122,12 +127,16 @@ def create_app(config: ServerConfig, *, scheduler: Scheduler | None = None,
             log.warning("blob pruning skipped: %s", exc)
         from ollamactl.runtime.prompting import template_worker
 
-        # a template worker ready for the first request, started beside serving, not before it
-        warming = asyncio.get_running_loop().run_in_executor(None, template_worker.warm)
+        # a template worker and the GPU discovery ready for the first request, started beside
+        # serving, not before it
+        loop = asyncio.get_running_loop()
+        warming = [loop.run_in_executor(None, template_worker.warm)]
+        if (gpus := app.state.scheduler.gpus) is not None:
+            warming.append(loop.run_in_executor(None, gpus.backend))
         try:
             yield
         finally:
-            await warming
+            await asyncio.gather(*warming)
             await app.state.scheduler.close()
 
     app = FastAPI(routes=routes(metrics=config.metrics), lifespan=lifespan, openapi_url=None,

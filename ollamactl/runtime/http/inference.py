@@ -126,7 +126,7 @@ class Inference:
                                         num_batch=self.runner_config.num_batch)
         return ModelRef(name=self.model.name.display, digest=self.model.manifest_digest,
                         model_path=self.model.model_path, estimate_bytes=estimate,
-                        details=self.model.details.to_dict())
+                        details=self.model.details.to_dict(), info=info)
 
     async def acquire(self) -> Lease:
         try:

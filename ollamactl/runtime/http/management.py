@@ -81,6 +81,12 @@ async def ps(request: Request) -> Response:
             "digest": loaded.ref.digest, "details": dict(loaded.ref.details),
             "expires_at": local_time(loaded.expires_at), "size_vram": loaded.size_vram_bytes,
             "context_length": loaded.config.num_ctx,
+            # An extension Ollama lacks: where the layers went and, when a GPU was meant to
+            # be used and was not, why (doctor reads it).
+            "ollamactl": {"layers": loaded.ready.layers, "gpu_layers": loaded.ready.gpu_layers,
+                          "gpu_devices": list(loaded.config.gpu_devices)
+                          if loaded.ready.gpu_layers else [],
+                          "gpu_error": loaded.gpu_error},
         })
     scheduler = scheduler_of(request)
     # An extension Ollama lacks: how many requests wait for a model (fleet status shows it).

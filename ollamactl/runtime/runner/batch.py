@@ -148,12 +148,29 @@ class _Active:
         return self.evaluated < len(self.request.prompt)
 
 
+def device_params(params: Any, devices: Sequence[int],
+                  tensor_split: Sequence[int]) -> tuple[Any, ...]:
+    """Point llama_model_params at the devices to offload to (ggml handles, in order) and the
+    layers per device; returns the C arrays, which must live as long as the load."""
+    if not devices:
+        return ()
+    handles = (ctypes.c_void_p * (len(devices) + 1))(*devices, None)
+    params.devices = ctypes.cast(handles, ctypes.c_void_p)
+    if len(tensor_split) <= 1:
+        return (handles,)
+    split = (ctypes.c_float * max(len(tensor_split), int(llama.llama_max_devices())))(
+        *map(float, tensor_split))
+    params.tensor_split = split
+    return handles, split
+
+
 class BatchEngine:
     """One model, one context with ``n_parallel`` slots, and the continuous-batching loop."""
 
     def __init__(self, model_path: str, *, n_ctx: int, n_parallel: int = 1, n_batch: int = 512,
-                 n_threads: int = 1, n_gpu_layers: int = -1, use_mmap: bool = True,
-                 flash_attention: bool | None = None) -> None:
+                 n_threads: int = 1, n_gpu_layers: int = 0, use_mmap: bool = True,
+                 flash_attention: bool | None = None, devices: Sequence[int] = (),
+                 tensor_split: Sequence[int] = ()) -> None:
         self.n_ctx = n_ctx
         self.n_parallel = max(1, n_parallel)
         self.n_batch = max(self.n_parallel, n_batch)
@@ -166,8 +183,9 @@ class BatchEngine:
         set_verbose(False)                  # llama.cpp's own log: errors only, on stderr
         llama.llama_backend_init()
         params = llama.llama_model_default_params()
-        params.n_gpu_layers = n_gpu_layers if n_gpu_layers >= 0 else 0x7FFFFFFF
+        params.n_gpu_layers = n_gpu_layers
         params.use_mmap = use_mmap
+        self._device_args = device_params(params, devices, tensor_split)
         self.model = llama.llama_model_load_from_file(model_path.encode(), params)
         if not self.model:
             raise EngineError(f"unable to load model: {model_path}")

@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
 class RunnerConfig:
-    """How to load the model: every field here is a runner-level option (a change reloads)."""
+    """How to load the model. The fields a request sets are runner-level options (a change
+    reloads); the GPU fields are the scheduler's placement for this load, made anew at every
+    load from the free VRAM, so they take no part in comparing configs."""
 
     model_path: str
     num_ctx: int                 # context per sequence
@@ -25,6 +28,19 @@ class RunnerConfig:
     use_mmap: bool = True
     flash_attention: bool | None = None  # None = llama.cpp decides (auto)
     embedding: bool = False      # an embedding context (mean pooling); serves "embed" only
+    # the placement (see scheduling.placement): the GPU runtime's backend library, the
+    # devices by ggml id (``Vulkan0``), the layers offloaded and their split across devices
+    gpu_library: str = field(default="", compare=False)
+    gpu_devices: tuple[str, ...] = field(default=(), compare=False)
+    gpu_layers: int = field(default=0, compare=False)
+    tensor_split: tuple[int, ...] = field(default=(), compare=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunnerConfig:
+        """The config :meth:`to_argv` wrote (JSON has lists where the fields hold tuples)."""
+        data: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                for k, v in json.loads(text).items()}
+        return cls(**data)
 
     def to_argv(self) -> list[str]:
         # -I: never import from the server's working directory or PYTHON* variables

@@ -13,7 +13,6 @@ an embedding runner serves its requests one at a time with llama-cpp-python's ``
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import sys
@@ -58,49 +57,66 @@ class Runner:
             self.out.flush()
 
     def load(self) -> None:
-        if not self.config.embedding:
-            self.load_engine()
-            return
-        import llama_cpp
-
+        """Load the model where the placement says; on the CPU, with the reason, when the GPU
+        runtime or its devices fail (a GPU that will not start must not cost the model)."""
         cfg = self.config
         started = time.perf_counter_ns()
-        self.llm = llama_cpp.Llama(
-            model_path=cfg.model_path,
-            n_ctx=cfg.num_ctx * cfg.num_parallel,
-            n_batch=cfg.num_batch,
-            n_threads=cfg.num_thread or physical_cores(),
-            n_gpu_layers=cfg.num_gpu,
-            use_mmap=cfg.use_mmap,
-            flash_attn=bool(cfg.flash_attention),
-            embedding=cfg.embedding,
-            pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN if cfg.embedding
-            else llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED,
-            verbose=False,
-        )
+        devices, gpu_error = self.gpu_devices()
+        layers = cfg.gpu_layers if devices else 0
+        try:
+            self.llm = self.open_model(layers, devices)
+        except Exception as exc:
+            if not layers:
+                raise
+            gpu_error = f"loading {layers} layers on {', '.join(cfg.gpu_devices)} failed: {exc}"
+            layers, devices = 0, []
+            self.llm = self.open_model(0, [])
+        n_ctx_train, n_layer = model_facts(self.llm)
+        total_layers = n_layer + 1        # the output layer counts, as in n_gpu_layers
         self.send({
-            "t": "ready", "n_ctx": cfg.num_ctx, "n_ctx_train": self.llm._model.n_ctx_train(),
-            "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()) and cfg.num_gpu != 0,
-            "load_ns": time.perf_counter_ns() - started,
+            "t": "ready", "n_ctx": cfg.num_ctx, "n_ctx_train": n_ctx_train,
+            "gpu_layers": min(layers, total_layers), "layers": total_layers,
+            "gpu_error": gpu_error, "load_ns": time.perf_counter_ns() - started,
         })
 
-    def load_engine(self) -> None:
-        """A generation runner: the continuous-batching engine (``self.llm`` tokenizes)."""
-        from ollamactl.runtime.runner.batch import BatchEngine
-
+    def gpu_devices(self) -> tuple[list[int], str]:
+        """The ggml handles of the devices the placement names, and why there are none when a
+        GPU was asked for ("" otherwise)."""
         cfg = self.config
-        started = time.perf_counter_ns()
-        self.llm = BatchEngine(
-            cfg.model_path, n_ctx=cfg.num_ctx, n_parallel=cfg.num_parallel,
-            n_batch=cfg.num_batch, n_threads=cfg.num_thread or physical_cores(),
-            n_gpu_layers=cfg.num_gpu, use_mmap=cfg.use_mmap, flash_attention=cfg.flash_attention)
+        if not cfg.gpu_library or cfg.gpu_layers <= 0:
+            return [], ""
+        from ollamactl.runtime.builds.loader import gpu_devices, load_gpu_library
+
+        try:
+            load_gpu_library(cfg.gpu_library)
+        except RuntimeError as exc:
+            return [], str(exc)
+        found = {device["id"]: device["_handle"] for device in gpu_devices()}
+        if missing := [name for name in cfg.gpu_devices if name not in found]:
+            return [], (f"the GPU runtime lists no device {', '.join(missing)} (it has "
+                        f"{', '.join(found) or 'none'})")
+        return [found[name] for name in cfg.gpu_devices], ""
+
+    def open_model(self, layers: int, devices: Sequence[int]) -> Any:
+        """The engine (generation) or llama-cpp-python's Llama (embeddings), ``layers`` of the
+        model on ``devices``."""
+        cfg = self.config
+        threads = cfg.num_thread or physical_cores()
+        if not cfg.embedding:
+            from ollamactl.runtime.runner.batch import BatchEngine
+
+            return BatchEngine(
+                cfg.model_path, n_ctx=cfg.num_ctx, n_parallel=cfg.num_parallel,
+                n_batch=cfg.num_batch, n_threads=threads, n_gpu_layers=layers,
+                use_mmap=cfg.use_mmap, flash_attention=cfg.flash_attention,
+                devices=devices, tensor_split=cfg.tensor_split if devices else ())
         import llama_cpp
 
-        self.send({
-            "t": "ready", "n_ctx": cfg.num_ctx, "n_ctx_train": self.llm.n_ctx_train,
-            "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()) and cfg.num_gpu != 0,
-            "load_ns": time.perf_counter_ns() - started,
-        })
+        return llama_cpp.Llama(
+            model_path=cfg.model_path, n_ctx=cfg.num_ctx * cfg.num_parallel,
+            n_batch=cfg.num_batch, n_threads=threads, n_gpu_layers=layers,
+            use_mmap=cfg.use_mmap, flash_attn=bool(cfg.flash_attention), embedding=True,
+            pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN, verbose=False)
 
     def read_requests(self, stream: BinaryIO) -> None:
         """Reader thread: queue sequences, note cancellations; EOF ends the runner."""
@@ -192,9 +208,17 @@ class Runner:
                                      truncate=bool(request.get("truncate", True)))})
 
 
+def model_facts(llm: Any) -> tuple[int, int]:
+    """The model's training context and layer count, from the engine or a ``Llama``."""
+    import llama_cpp
+
+    model = llm._model.model if hasattr(llm, "_model") else llm.model
+    return int(llama_cpp.llama_model_n_ctx_train(model)), int(llama_cpp.llama_model_n_layer(model))
+
+
 def main(argv: Sequence[str]) -> int:
     """Entry point: protocol on a private dup of stdout, stdout itself redirected to stderr."""
-    config = RunnerConfig(**json.loads(argv[0]))
+    config = RunnerConfig.from_json(argv[0])
     out = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)
     stdin = os.fdopen(os.dup(0), "rb")

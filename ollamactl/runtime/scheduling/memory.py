@@ -2,8 +2,9 @@
 
 The prediction comes from the GGUF header alone (weights + KV cache for num_ctx x parallel +
 a compute-buffer allowance), so the server can decide before it spawns a runner. Free memory is
-psutil's ``available`` RAM plus, when NVML works, the free VRAM of the NVIDIA GPUs, asked
-through :mod:`ollamactl.gpu.nvidia` (the one NVML door).
+psutil's ``available`` RAM (VRAM is the placement's: :mod:`gpus`). NVML, asked through
+:mod:`ollamactl.gpu.nvidia` (the one NVML door), counts the NVIDIA GPUs for the default
+OLLAMA_MAX_LOADED_MODELS.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ class MemoryState:
     """Free memory right now, in bytes."""
 
     free_ram_bytes: int
-    free_vram_bytes: int = 0
 
 
 def estimate_model_bytes(info: GGUFInfo, *, num_ctx: int, num_parallel: int,
@@ -76,4 +76,4 @@ def free_vram_bytes(nvml: Nvml | None = None) -> int:
 def probe_memory() -> MemoryState:
     import psutil
 
-    return MemoryState(int(psutil.virtual_memory().available), free_vram_bytes())
+    return MemoryState(int(psutil.virtual_memory().available))

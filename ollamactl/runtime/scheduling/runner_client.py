@@ -56,10 +56,14 @@ class Finished:
 
 @dataclass(frozen=True)
 class ReadyInfo:
+    """What a runner says once its model is loaded."""
+
     n_ctx: int
     n_ctx_train: int
-    gpu_offload: bool
     load_ns: int
+    gpu_layers: int = 0      # layers on the GPU, the output layer counted (n_gpu_layers)
+    layers: int = 0          # the model's layers, the output layer counted
+    gpu_error: str = ""      # why a GPU placement ended on the CPU ("" when it did not)
 
 
 def describe_exit(returncode: int | None) -> str:
@@ -155,7 +159,8 @@ class RunnerProcess:
                 if kind == "ready" and self.ready and not self.ready.done():
                     self.ready.set_result(ReadyInfo(
                         int(message["n_ctx"]), int(message["n_ctx_train"]),
-                        bool(message["gpu_offload"]), int(message["load_ns"])))
+                        int(message["load_ns"]), int(message.get("gpu_layers", 0)),
+                        int(message.get("layers", 0)), str(message.get("gpu_error", ""))))
                 elif kind == "fatal" and self.ready and not self.ready.done():
                     self.ready.set_exception(RunnerFailed(str(message["msg"])))
                 elif kind == "toks":    # one decode step: a token's text per sequence

@@ -12,6 +12,10 @@ Follows Ollama's server/sched.go where it matters to users:
 - OLLAMA_MAX_LOADED_MODELS and predicted memory (GGUF header) against free RAM/VRAM decide when
   to evict; the victim is the idle runner with the shortest keep_alive, then by path (not LRU);
   when none is idle the shortest is marked to unload after its requests and the load waits;
+- each load is placed anew (:mod:`gpus`, :mod:`placement`): as many layers as fit in the free
+  VRAM of the GPU runtime's devices; a model that would only partly fit while other runners hold
+  VRAM evicts one and tries again; a GPU load that fails is retried once on the CPU, and why is
+  logged and kept with the runner (/api/ps);
 - a model whose prediction exceeds what the machine could free is refused; a load that runs
   out of memory anyway (the prediction was short) evicts every other runner and retries once;
 - keep_alive: the timer starts when a runner's last request ends; 0 unloads then; forever never.
@@ -29,10 +33,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ollamactl.humanize import bytes_iec
 from ollamactl.runtime.runner.config import RunnerConfig
+from ollamactl.runtime.scheduling import placement
+from ollamactl.runtime.scheduling.gpus import Gpus, LoadPlan, cpu_plan
 from ollamactl.runtime.scheduling.memory import MemoryState, probe_memory
 from ollamactl.runtime.scheduling.runner_client import (
     ReadyInfo,
@@ -40,6 +46,9 @@ from ollamactl.runtime.scheduling.runner_client import (
     RunnerFailed,
     RunnerProcess,
 )
+
+if TYPE_CHECKING:
+    from ollamactl.runtime.store.gguf import GGUFInfo
 
 # a stable source= for log readers, whatever the module's path (see ollamactl.runtime)
 log = logging.getLogger("ollamactl.runtime.scheduler")
@@ -94,6 +103,8 @@ class SchedulerConfig:
     max_queue: int = 512
     load_timeout_s: float = 300.0
     default_keep_alive_s: float = 300.0
+    gpu_overhead_bytes: int = 0      # OLLAMA_GPU_OVERHEAD: VRAM kept free on each GPU
+    sched_spread: bool = False       # OLLAMA_SCHED_SPREAD: spread a model over every GPU
 
 
 @dataclass(frozen=True)
@@ -105,6 +116,7 @@ class ModelRef:
     model_path: Path
     estimate_bytes: int
     details: Mapping[str, Any] = field(default_factory=dict)
+    info: GGUFInfo | None = None       # the GGUF header: per-layer sizes for the placement
 
 
 @dataclass
@@ -117,7 +129,8 @@ class Loaded:
     ready: ReadyInfo
     keep_alive_s: float
     slots: asyncio.Semaphore
-    size_bytes: int
+    placement: placement.Placement
+    gpu_error: str = ""              # why a GPU placement ended on the CPU
     refcount: int = 0
     leased: int = 0                  # requests holding a lease: running or queued in the runner
     expires_at: float = 0.0          # wall clock, seconds; math.inf = forever
@@ -132,8 +145,19 @@ class Loaded:
         return max(0, self.leased - self.config.num_parallel)
 
     @property
+    def size_bytes(self) -> int:
+        """/api/ps's ``size``: the whole model, wherever it runs."""
+        return self.placement.total_bytes
+
+    @property
     def size_vram_bytes(self) -> int:
-        return self.size_bytes if self.ready.gpu_offload else 0
+        """/api/ps's ``size_vram``: the part on GPUs (0 when the runner fell back)."""
+        return self.placement.vram_bytes if self.ready.gpu_layers else 0
+
+    def vram_by_device(self) -> dict[str, int]:
+        if not self.ready.gpu_layers:
+            return {}
+        return dict(zip(self.placement.devices, self.placement.vram_per_device, strict=True))
 
     def touch(self) -> None:
         """Expiry as /api/ps reports it: now + keep_alive (the timer starts when idle)."""
@@ -157,11 +181,13 @@ class Scheduler:
 
     def __init__(self, config: SchedulerConfig, *,
                  memory: Callable[[], MemoryState] = probe_memory,
-                 spawn: Spawn = RunnerProcess, events: SchedulerEvents | None = None) -> None:
+                 spawn: Spawn = RunnerProcess, events: SchedulerEvents | None = None,
+                 gpus: Gpus | None = None) -> None:
         self.config = config
         self.memory = memory
         self.spawn = spawn
         self.events = events or SchedulerEvents()
+        self.gpus = gpus
         self.loaded: dict[Path, Loaded] = {}
         self.waiting = 0                 # requests waiting for a load or for a lease
         self._load_lock = asyncio.Lock()
@@ -242,11 +268,20 @@ class Scheduler:
                 if len(self.loaded) >= max(1, self.config.max_loaded_models):
                     await self._evict(self._pick_victim())
                     continue
-                if not self._fits(ref):
+                if self.gpus is not None:   # discovery, the first time: off the loop
+                    await asyncio.to_thread(self.gpus.backend)
+                plan = self._plan(ref, config)
+                if self._short_of_vram(plan):
+                    log.info("model=%s fits %d of %d layers on the GPU beside the loaded "
+                             "models: evicting one", ref.name, plan.placement.layers,
+                             plan.placement.total_layers)
+                    await self._evict(self._pick_victim())
+                    continue
+                if not self._fits(ref, plan.placement):
                     await self._evict(self._pick_victim())
                     continue
                 try:
-                    loaded = await self._load(ref, config, keep_alive_s)
+                    loaded = await self._load(ref, plan, keep_alive_s)
                 except RunnerFailed as exc:
                     if retried or not self.loaded or not _out_of_memory(exc):
                         raise
@@ -269,40 +304,84 @@ class Scheduler:
         loaded.idle.clear()
         loaded.touch()
 
-    def _fits(self, ref: ModelRef) -> bool:
-        """Whether ``ref`` fits now; raises ModelTooLarge if it could never fit."""
-        state = self.memory()
-        free = state.free_ram_bytes + state.free_vram_bytes
-        could_free = sum(item.size_bytes for item in self.loaded.values())
-        if ref.estimate_bytes > free + could_free:
-            raise ModelTooLarge(
-                f"model requires more system memory ({bytes_iec(ref.estimate_bytes)}) than is "
-                f"available ({bytes_iec(free + could_free)})")
-        return not self.loaded or ref.estimate_bytes <= free
+    def _plan(self, ref: ModelRef, config: RunnerConfig) -> LoadPlan:
+        """Where ``ref`` goes now, beside the VRAM the loaded runners hold."""
+        if self.gpus is None:
+            return cpu_plan(config, ref.estimate_bytes)
+        held: dict[str, int] = {}
+        for item in self.loaded.values():
+            for device, size in item.vram_by_device().items():
+                held[device] = held.get(device, 0) + size
+        return self.gpus.plan(ref.info, config, estimate_bytes=ref.estimate_bytes, held=held,
+                              overhead=self.config.gpu_overhead_bytes,
+                              spread=self.config.sched_spread)
 
-    async def _load(self, ref: ModelRef, config: RunnerConfig,
-                    keep_alive_s: float | None) -> Loaded:
+    def _short_of_vram(self, plan: LoadPlan) -> bool:
+        """A partial GPU fit while loaded runners hold VRAM that unloading would give back."""
+        where = plan.placement
+        return (where.layers < where.total_layers and bool(self.gpus and self.gpus.backend())
+                and plan.config.num_gpu < 0
+                and any(item.size_vram_bytes for item in self.loaded.values()))
+
+    def _fits(self, ref: ModelRef, where: placement.Placement) -> bool:
+        """Whether the model's part in RAM fits now; raises ModelTooLarge if it never could."""
+        need = where.total_bytes - where.vram_bytes
+        free = self.memory().free_ram_bytes
+        could_free = sum(item.size_bytes - item.size_vram_bytes for item in self.loaded.values())
+        if need > free + could_free:
+            raise ModelTooLarge(
+                f"model requires more system memory ({bytes_iec(need)}) than is "
+                f"available ({bytes_iec(free + could_free)})")
+        return not self.loaded or need <= free
+
+    async def _load(self, ref: ModelRef, plan: LoadPlan, keep_alive_s: float | None) -> Loaded:
+        """Start a runner as ``plan`` says; a GPU load that fails is tried once on the CPU."""
+        gpu_error = ""
+        try:
+            process, ready = await self._start(ref, plan)
+        except ModelTooLarge:
+            raise
+        except RunnerFailed as exc:
+            if not plan.config.gpu_layers:
+                raise
+            gpu_error = f"loading on {', '.join(plan.config.gpu_devices)} failed: {exc}"
+            log.warning("model=%s: %s; loading it on the CPU", ref.name, gpu_error)
+            plan = cpu_plan(plan.config, ref.estimate_bytes)
+            process, ready = await self._start(ref, plan)
+        if ready.gpu_error:
+            gpu_error = ready.gpu_error
+            log.warning("model=%s: GPU runtime failed (%s); loaded on the CPU", ref.name,
+                        gpu_error)
+        elif not plan.config.gpu_layers and self.gpus is not None and self.gpus.problem:
+            gpu_error = self.gpus.problem
+        config = plan.config
+        loaded = Loaded(ref=ref, config=config, process=process, ready=ready,
+                        keep_alive_s=self.config.default_keep_alive_s if keep_alive_s is None
+                        else keep_alive_s,
+                        slots=asyncio.Semaphore(config.num_parallel * RUNNER_QUEUE_FACTOR),
+                        placement=plan.placement, gpu_error=gpu_error)
+        self.loaded[ref.model_path] = loaded
+        if process.reader is not None:
+            process.reader.add_done_callback(lambda _task: self._on_runner_exit(loaded))
+        log.info("model loaded model=%s pid=%s in %.2fs layers=%d/%d on %s", ref.name,
+                 process.pid, ready.load_ns / 1e9, ready.gpu_layers, ready.layers,
+                 ", ".join(config.gpu_devices) if ready.gpu_layers else "CPU")
+        self.events.runner_loaded(ref.name)
+        return loaded
+
+    async def _start(self, ref: ModelRef, plan: LoadPlan) -> tuple[RunnerProcess, ReadyInfo]:
+        config = plan.config
         process = self.spawn(config)
-        log.info("loading model=%s path=%s num_ctx=%d parallel=%d estimate=%s", ref.name,
-                 ref.model_path, config.num_ctx, config.num_parallel,
-                 bytes_iec(ref.estimate_bytes))
+        log.info("loading model=%s path=%s num_ctx=%d parallel=%d estimate=%s gpu_layers=%d%s",
+                 ref.name, ref.model_path, config.num_ctx, config.num_parallel,
+                 bytes_iec(plan.placement.total_bytes), config.gpu_layers,
+                 f" on {','.join(config.gpu_devices)}" if config.gpu_layers else "")
         try:
             ready = await process.start(self.config.load_timeout_s)
         except RunnerDied:
             self.events.runner_crashed(ref.name, _exit_signal(process))
             raise
-        loaded = Loaded(ref=ref, config=config, process=process, ready=ready,
-                        keep_alive_s=self.config.default_keep_alive_s if keep_alive_s is None
-                        else keep_alive_s,
-                        slots=asyncio.Semaphore(config.num_parallel * RUNNER_QUEUE_FACTOR),
-                        size_bytes=ref.estimate_bytes)
-        self.loaded[ref.model_path] = loaded
-        if process.reader is not None:
-            process.reader.add_done_callback(lambda _task: self._on_runner_exit(loaded))
-        log.info("model loaded model=%s pid=%s in %.2fs", ref.name, process.pid,
-                 ready.load_ns / 1e9)
-        self.events.runner_loaded(ref.name)
-        return loaded
+        return process, ready
 
     def _on_runner_exit(self, loaded: Loaded) -> None:
         if not loaded.unloading:
