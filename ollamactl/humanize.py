@@ -12,6 +12,7 @@ variants differ on purpose, and each caller picks the one whose output it has al
     relative_time(moment)             4 minutes from now / 2 days ago
     duration_hms(3723)                1h02m03s   service uptime
     go_duration(5400)                 1h30m0s    Go's time.Duration text, as Ollama logs keep_alive
+    go_duration_ns(1_234_567_891)     1.234567891s   exact Go Duration.String(): run --verbose
     processor_text(100, 52)           48%/52% CPU/GPU   ollama ps's PROCESSOR (also ollamactl top)
     until_text(expires_at)            4 minutes from now, Forever, Stopping...   ps's UNTIL
 """
@@ -133,6 +134,37 @@ def go_duration(seconds: float) -> str:
     if minutes:
         return f"{minutes}m{sec_text}"
     return sec_text
+
+
+def go_duration_ns(nanoseconds: int) -> str:
+    """Go's ``time.Duration.String()`` of a count of nanoseconds, exactly: ``0s``, ``812ns``,
+    ``1.5µs``, ``34.567ms``, ``2.05s``, ``1m3.2s``, ``1h0m0s`` (``ollama run --verbose``'s
+    timings print so)."""
+    sign = "-" if nanoseconds < 0 else ""
+    whole = abs(nanoseconds)
+    if whole == 0:
+        return "0s"
+    if whole < 1_000:
+        return f"{sign}{whole}ns"
+    if whole < 1_000_000:
+        return f"{sign}{_decimal(whole, 3)}µs"
+    if whole < 1_000_000_000:
+        return f"{sign}{_decimal(whole, 6)}ms"
+    seconds = whole // 1_000_000_000
+    hours, minutes = seconds // 3600, seconds // 60 % 60
+    text = f"{_decimal(whole % 60_000_000_000, 9)}s"
+    if hours or minutes:
+        text = f"{minutes}m{text}"
+    if hours:
+        text = f"{hours}h{text}"
+    return sign + text
+
+
+def _decimal(value: int, places: int) -> str:
+    """``value / 10**places`` with the trailing zeros of its fraction dropped (Go's fmtFrac)."""
+    units, fraction = divmod(value, 10 ** places)
+    digits = f"{fraction:0{places}d}".rstrip("0")
+    return f"{units}.{digits}" if digits else str(units)
 
 
 # -- loaded models, as `ollama ps` shows them ------------------------------------------------------

@@ -1,7 +1,7 @@
 """Model commands that talk to a running server: list, ps, show, pull, create, rm, cp, stop MODEL.
 
 Each command is thin: build the request, call :class:`ollamactl.client.Client`, render
-a table like Ollama's CLI (``NAME ID SIZE PROCESSOR UNTIL`` for ``ps``).
+a table like Ollama's CLI (``NAME ID SIZE PROCESSOR CONTEXT UNTIL`` for ``ps``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from ollamactl.cli.common import JsonOption, emit
+from ollamactl.cli.gofmt import go_json_value, go_value
 from ollamactl.errors import OllamactlError, UsageError
 from ollamactl.humanize import bytes_si, processor_text, relative_time, until_text
 from ollamactl.output import Result, table
@@ -31,72 +32,170 @@ def make_client() -> Client:
     return Client()
 
 
-# -- ps columns like Ollama's ---------------------------------------------------------------------
+# -- tables like Ollama's -------------------------------------------------------------------------
+
+COLUMN_GAP = 4  # Ollama's tablewriter pads columns with four spaces
+METADATA_ARRAY_WIDTH = 10  # `show -v` shows array items up to this many columns
+HEAD_LINES = 2  # `show` prints this many lines of the system message and license
+
 
 def ps_lines(models: list[dict[str, Any]], now: float | None = None) -> list[str]:
+    """``ollama ps``'s table: NAME ID SIZE PROCESSOR CONTEXT UNTIL."""
     rows = [[m["name"], str(m.get("digest", ""))[:12], bytes_si(int(m.get("size", 0))),
              processor_text(int(m.get("size", 0)), int(m.get("size_vram", 0))),
-             until_text(m["expires_at"], now)] for m in models]
-    return table(rows, ["NAME", "ID", "SIZE", "PROCESSOR", "UNTIL"], gap=2)
+             str(int(m.get("context_length") or 0)), until_text(m["expires_at"], now)]
+            for m in models]
+    return table(rows, ["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"], gap=COLUMN_GAP)
+
+
+def list_lines(data: dict[str, Any], prefix: str = "") -> list[str]:
+    """``ollama list [PREFIX]``'s table: the models whose name starts with ``prefix`` (any
+    case)."""
+    rows = [[m["name"], m["digest"][:12], bytes_si(int(m["size"])),
+             relative_time(datetime.fromisoformat(m["modified_at"]))]
+            for m in data.get("models") or []
+            if str(m["name"]).lower().startswith(prefix.lower())]
+    return table(rows, ["NAME", "ID", "SIZE", "MODIFIED"], gap=COLUMN_GAP)
+
+
+def _columns(rows: list[list[str]]) -> list[str]:
+    """Rows without a header, ragged ones padded, in Ollama's four-space columns."""
+    if not rows:
+        return []
+    width = max(len(row) for row in rows)
+    padded = [row + [""] * (width - len(row)) for row in rows]
+    return table(padded[1:], padded[0], gap=COLUMN_GAP)
+
+
+def _head(text: str, count: int) -> list[list[str]]:
+    """The first ``count`` non-blank lines, and ``...`` when there are more."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    rows = [["", line] for line in lines[:count]]
+    return [*rows, ["", "..."]] if len(lines) > count else rows
+
+
+def _metadata_value(value: Any) -> str:
+    """A model_info value as ``show -v`` prints it; a long array shows its first items and
+    ``...+N more``."""
+    if not isinstance(value, list):
+        return go_json_value(value)
+    shown, total = 0, 1
+    for index, item in enumerate(value):
+        width = len(go_json_value(item)) + (2 if index else 0)
+        if index and total + width > METADATA_ARRAY_WIDTH:
+            break
+        total += width
+        shown += 1
+    if shown == len(value):
+        return go_json_value(value)
+    return go_json_value(value[:shown])[:-1] + f" ...+{len(value) - shown} more]"
+
+
+def _number(value: Any) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def show_lines(data: dict[str, Any], *, verbose: bool = False) -> list[str]:
+    """``ollama show``'s sections: Model, Capabilities, Parameters, (with ``verbose``) Metadata
+    and Tensors, then the head of System and License."""
+    details = data.get("details") or {}
+    info = data.get("model_info")
+    lines: list[str] = []
+
+    def section(title: str, rows: list[list[str]]) -> None:
+        lines.extend([f"  {title}", *_columns(rows), ""])
+
+    model: list[list[str]] = []
+    if isinstance(info, dict):
+        arch = str(info.get("general.architecture") or "")
+        if arch:
+            model.append(["", "architecture", arch])
+        if details.get("parameter_size"):
+            model.append(["", "parameters", str(details["parameter_size"])])
+        for key, label in (("context_length", "context length"),
+                           ("embedding_length", "embedding length")):
+            value = info.get(f"{arch}.{key}")
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                model.append(["", label, _number(value)])
+    else:
+        model += [["", "architecture", str(details.get("family", ""))],
+                  ["", "parameters", str(details.get("parameter_size", ""))]]
+    model.append(["", "quantization", str(details.get("quantization_level", ""))])
+    if data.get("requires"):
+        model.append(["", "requires", str(data["requires"])])
+    section("Model", model)
+    if data.get("capabilities"):
+        section("Capabilities", [["", str(c)] for c in data["capabilities"]])
+    if data.get("parameters"):
+        section("Parameters", [["", *line.split()] for line in
+                               str(data["parameters"]).splitlines() if line.strip()])
+    if verbose and isinstance(info, dict):
+        section("Metadata", [["", key, _metadata_value(info[key])] for key in sorted(info)])
+    if verbose and data.get("tensors"):
+        section("Tensors", [["", str(t.get("name", "")), str(t.get("type", "")),
+                             go_value(t.get("shape") or [])] for t in data["tensors"]])
+    if data.get("system"):
+        section("System", _head(str(data["system"]), HEAD_LINES))
+    if data.get("license"):
+        section("License", _head(str(data["license"]), HEAD_LINES))
+    return lines
 
 
 # -- commands -------------------------------------------------------------------------------------
 
 def ps(as_json: bool = JsonOption) -> None:
-    """List loaded models (NAME ID SIZE PROCESSOR UNTIL)."""
+    """List running models."""
     data = make_client().ps()
     emit(Result(data=data, lines=ps_lines(data.get("models") or [])), as_json=as_json)
 
 
-def list_models(as_json: bool = JsonOption) -> None:
-    """List local models."""
+def list_models(prefix: str = typer.Argument("", help="Only the models whose name starts so."),
+                as_json: bool = JsonOption) -> None:
+    """List models."""
     data = make_client().tags()
-    rows = [[m["name"], m["digest"][:12], bytes_si(int(m["size"])),
-             relative_time(datetime.fromisoformat(m["modified_at"]))]
-            for m in data.get("models") or []]
-    emit(Result(data=data, lines=table(rows, ["NAME", "ID", "SIZE", "MODIFIED"], gap=4)),
-         as_json=as_json)
+    emit(Result(data=data, lines=list_lines(data, prefix)), as_json=as_json)
+
+
+def show_verbose(client: Client, model: str) -> dict[str, Any]:
+    """``/api/show`` with ``verbose: true`` (every metadata array, the tensors).
+    :meth:`Client.show` has no such flag yet, so the request is made here."""
+    return client._json("POST", "/api/show", {"model": model, "verbose": True},
+                        about_model=True)
+
+
+SHOW_ONE_OF = ("only one of '--license', '--modelfile', '--parameters', '--system', or "
+               "'--template' can be specified")
 
 
 def show(model: str = typer.Argument(..., help="Model name."),
-         modelfile: bool = typer.Option(False, "--modelfile", help="Show the Modelfile."),
-         parameters: bool = typer.Option(False, "--parameters", help="Show parameters."),
-         template: bool = typer.Option(False, "--template", help="Show the template."),
-         system: bool = typer.Option(False, "--system", help="Show the system message."),
-         license_: bool = typer.Option(False, "--license", help="Show the license."),
+         license_: bool = typer.Option(False, "--license", help="Show license of a model."),
+         modelfile: bool = typer.Option(False, "--modelfile",
+                                        help="Show Modelfile of a model."),
+         parameters: bool = typer.Option(False, "--parameters",
+                                         help="Show parameters of a model."),
+         template: bool = typer.Option(False, "--template", help="Show template of a model."),
+         system: bool = typer.Option(False, "--system",
+                                     help="Show system message of a model."),
+         verbose: bool = typer.Option(False, "--verbose", "-v",
+                                      help="Show detailed model information."),
          as_json: bool = JsonOption) -> None:
-    """Show a model's details."""
-    data = make_client().show(model)
-    for flag, key in ((modelfile, "modelfile"), (parameters, "parameters"),
-                      (template, "template"), (system, "system"), (license_, "license")):
-        if flag:
-            emit(Result(data={key: data.get(key, "")}, lines=[str(data.get(key, ""))]),
-                 as_json=as_json)
-            return
-    emit(Result(data=data, lines=show_lines(data)), as_json=as_json)
-
-
-def show_lines(data: dict[str, Any]) -> list[str]:
-    details = data.get("details") or {}
-    info = data.get("model_info") or {}
-    arch = info.get("general.architecture", details.get("family", ""))
-    model_rows = [["architecture", str(arch)],
-                  ["parameters", str(details.get("parameter_size", ""))],
-                  ["context length", str(info.get(f"{arch}.context_length",
-                                                  details.get("context_length", "")))],
-                  ["embedding length", str(info.get(f"{arch}.embedding_length", ""))],
-                  ["quantization", str(details.get("quantization_level", ""))]]
-    lines = ["  Model"] + ["    " + line for line in
-                           table([r for r in model_rows if r[1]], ["", ""], gap=4)[1:]]
-    if data.get("capabilities"):
-        lines += ["", "  Capabilities"] + [f"    {c}" for c in data["capabilities"]]
-    if data.get("parameters"):
-        lines += ["", "  Parameters"] + [f"    {p}" for p in data["parameters"].splitlines()]
-    if data.get("system"):
-        lines += ["", "  System"] + [f"    {s}" for s in data["system"].splitlines()]
-    if data.get("license"):
-        lines += ["", "  License"] + [f"    {s}" for s in data["license"].splitlines()[:2]]
-    return lines
+    """Show information for a model."""
+    chosen = [key for flag, key in ((license_, "license"), (modelfile, "modelfile"),
+                                    (parameters, "parameters"), (system, "system"),
+                                    (template, "template")) if flag]
+    if len(chosen) > 1:
+        raise UsageError(SHOW_ONE_OF)
+    client = make_client()
+    data = show_verbose(client, model) if verbose else client.show(model)
+    if chosen:
+        key = chosen[0]
+        text = str(data.get(key, ""))
+        if as_json:
+            emit(Result(data={key: text}), as_json=True)
+        else:  # Ollama prints the system message and template without a final newline
+            sys.stdout.write(text if key in ("system", "template") else text + "\n")
+        return
+    emit(Result(data=data, lines=show_lines(data, verbose=verbose)), as_json=as_json)
 
 
 def pull(model: str = typer.Argument(..., help="Model name, e.g. smollm2:135m."),
@@ -104,13 +203,13 @@ def pull(model: str = typer.Argument(..., help="Model name, e.g. smollm2:135m.")
                                        help="Use plain http to reach the registry.")) -> None:
     """Pull a model (bundled models are imported offline, others from their registry)."""
     client = make_client()
-    progress = _Progress()
+    progress = Progress()
     for item in client.pull(model, insecure=insecure):
         progress.update(item)
     progress.close()
 
 
-class _Progress:
+class Progress:
     """One status line per step on stderr; a percentage bar for steps with a total."""
 
     def __init__(self) -> None:
@@ -157,7 +256,7 @@ def create(model: str = typer.Argument(..., help="Name of the new model."),
                               files={spec.from_path.name: digest})
     else:
         steps = client.create(model, **spec.create_fields(), from_model=spec.from_model)
-    progress = _Progress()
+    progress = Progress()
     for item in steps:
         progress.update(item)
     progress.close()
@@ -215,6 +314,7 @@ def register(app: typer.Typer) -> None:
     app.command("stop")(stop)
     app.command("ps")(ps)
     app.command("list")(list_models)
+    app.command("ls", hidden=True)(list_models)  # Ollama's alias
     app.command("show")(show)
     app.command("pull")(pull)
     app.command("create")(create)

@@ -1,228 +1,135 @@
-"""``ollamactl run MODEL [PROMPT]``: one-shot answer, preload (``""``), or an interactive chat.
+"""``ollamactl run MODEL [PROMPT]``: Ollama's ``run``, with its flags (``--verbose``,
+``--format``, ``--keepalive``, ``--think``, ``--hidethinking``, ``--nowordwrap``,
+``--insecure``).
 
-The REPL follows Ollama's: readline history, ``\"\"\"`` multi-line input, ``/set parameter
-NAME VALUE``, ``/set system TEXT``, ``/show info``, ``/clear``, ``/bye``; Ctrl-C stops the
-current answer, Ctrl-D leaves. A spinner turns on stderr while the model loads.
+Like Ollama: piped stdin goes before the prompt; a prompt or piped input answers once through
+``/api/generate`` (``run MODEL ""`` only loads the model); otherwise the model is loaded and
+the REPL (:mod:`ollamactl.cli.repl`) starts. Unlike Ollama, a REPL whose output is piped still
+runs (scripts drive it so), with neither colour nor word wrap.
 """
 
 from __future__ import annotations
 
-import itertools
-import os
+import json
 import sys
-import threading
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
+from typer.core import TyperCommand
 
-from ollamactl.cli.models import make_client, show_lines
-from ollamactl.errors import ModelMissing, OllamactlError
+from ollamactl.cli.chat import Session, generate, infer_think, load, show_or_pull
+from ollamactl.cli.display import AnswerWriter
+from ollamactl.cli.models import make_client
+from ollamactl.cli.repl import PROMPT, History, Repl
+from ollamactl.errors import UsageError
+from ollamactl.settings import Invalid, parse_go_duration
 
-if TYPE_CHECKING:
-    from ollamactl.client import Client
-
-HELP = """Available Commands:
-  /set parameter NAME VALUE   Set a parameter (e.g. /set parameter num_ctx 4096)
-  /set system TEXT            Set the system message
-  /set format json            Enable JSON mode (/set noformat turns it off)
-  /show info                  Show details for this model
-  /clear                      Clear the session context
-  /bye                        Exit
-  /?, /help                   Help for a command
-
-Use \"\"\" to begin a multi-line message."""
+THINK_LEVELS = ("high", "medium", "low", "max")
 
 
-class Spinner:
-    """A spinner on stderr while something slow happens (only on a terminal)."""
+def think_value(text: str) -> bool | str:
+    """``--think``'s value: ``true``/``false`` or a level.
 
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-
-    def _spin(self) -> None:
-        for frame in itertools.cycle("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"):
-            if self.done.wait(0.1):
-                break
-            sys.stderr.write(f"\r{frame} ")
-            sys.stderr.flush()
-        sys.stderr.write("\r  \r")
-
-    def __enter__(self) -> Spinner:
-        if sys.stderr.isatty():
-            self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.done.set()
-        if self.thread.is_alive():
-            self.thread.join()
+    Raises:
+        UsageError: anything else.
+    """
+    if text in ("", "true"):
+        return True
+    if text == "false":
+        return False
+    if text in THINK_LEVELS:
+        return text
+    raise UsageError(f"invalid value for --think: {json.dumps(text)} (must be true, false, "
+                     "high, medium, low, or max)")
 
 
-def ensure_loaded(client: Client, model: str) -> None:
-    """Preload the model; pull it first when the server does not have it (bundled models)."""
-    with Spinner():
-        try:
-            client.load(model)
-            return
-        except ModelMissing:
-            pass
-    for _ in client.pull(model):
-        pass
-    with Spinner():
-        client.load(model)
+def keep_alive_value(text: str) -> str | int:
+    """``--keepalive``'s Go duration as the request carries it (``-1`` when negative).
 
-
-def chat_once(client: Client, model: str, messages: list[dict[str, Any]],
-              options: dict[str, Any], *, format: str | None = None) -> str:
-    """Stream one answer to stdout; Ctrl-C stops it and keeps what was said."""
-    answer: list[str] = []
+    Raises:
+        UsageError: not a Go duration (``5m``, ``1h30m``, ``0``).
+    """
     try:
-        for item in client.chat(model, messages, stream=True, options=options, format=format):
-            piece = (item.get("message") or {}).get("content", "")
-            if piece:
-                answer.append(piece)
-                sys.stdout.write(piece)
-                sys.stdout.flush()
-    except KeyboardInterrupt:
-        pass
-    sys.stdout.write("\n")
-    sys.stdout.flush()
-    return "".join(answer)
+        seconds = parse_go_duration(text)
+    except Invalid:
+        raise UsageError(f"time: invalid duration {json.dumps(text)}",
+                         hint="use a Go duration such as 30s, 5m, 1h30m; 0 unloads at once, "
+                              "a negative one keeps the model loaded") from None
+    return -1 if seconds < 0 else text.strip()
+
+
+def format_value(text: str) -> Any:
+    """``--format``: ``json``, or a JSON schema.
+
+    Raises:
+        UsageError: neither.
+    """
+    if not text or text == "json":
+        return text or None
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise UsageError(f"invalid --format {text!r}: use json or a JSON schema") from None
+
+
+class RunCommand(TyperCommand):
+    """``run``'s parser with pflag's rule for ``--think``: a value only after ``=``
+    (``--think=high``), so ``run MODEL --think "prompt"`` keeps its prompt."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # click's Context
+        end = args.index("--") if "--" in args else len(args)
+        args = [("--think=true" if arg == "--think" and i < end else arg)
+                for i, arg in enumerate(args)]
+        return super().parse_args(ctx, args)
 
 
 def run(model: str = typer.Argument(..., help="Model to run."),
-        prompt: list[str] | None = typer.Argument(None, help="Prompt; \"\" only preloads."),
+        prompt: list[str] | None = typer.Argument(None, help="Prompt; \"\" only loads."),
+        verbose: bool = typer.Option(False, "--verbose", help="Show timings for response."),
+        format: str = typer.Option("", "--format", help="Response format (e.g. json)."),
+        keepalive: str = typer.Option("", "--keepalive",
+                                      help="Duration to keep a model loaded (e.g. 5m)."),
+        think: str | None = typer.Option(
+            None, "--think", metavar="[=true|false|high|medium|low]", show_default=False,
+            help="Enable thinking mode: true/false or high/medium/low for supported models."),
+        hidethinking: bool = typer.Option(False, "--hidethinking",
+                                          help="Hide thinking output (if provided)."),
+        nowordwrap: bool = typer.Option(False, "--nowordwrap",
+                                        help="Don't wrap words to the next line automatically."),
+        insecure: bool = typer.Option(False, "--insecure", help="Use an insecure registry."),
         ) -> None:
     """Run a model: one prompt, or an interactive chat."""
-    client = make_client()
-    text = " ".join(prompt or [])
-    ensure_loaded(client, model)
-    if prompt and not text.strip():
-        return  # `run MODEL ""` only preloads, as the seed shows
-    if text:
-        chat_once(client, model, [{"role": "user", "content": text}], {})
-        return
+    session = Session(model=model, format=format_value(format), verbose=verbose,
+                      hide_thinking=hidethinking, wordwrap=not nowordwrap,
+                      keep_alive=keep_alive_value(keepalive) if keepalive else None,
+                      think=None if think is None else think_value(think))
+    prompts = list(prompt or [])
+    interactive = not prompts  # Ollama also wants stdout on a terminal; scripts pipe it
     if not sys.stdin.isatty():
-        text = sys.stdin.read().strip()
-        if text:
-            chat_once(client, model, [{"role": "user", "content": text}], {})
+        piped = sys.stdin.read()
+        if piped:
+            prompts.insert(0, piped)
+        interactive = False
+    client = make_client()
+    info = show_or_pull(client, model, insecure=insecure)
+    session.think = infer_think(list(info.get("capabilities") or []), session,
+                                explicit=think is not None)
+    session.apply_show(info)
+    if not interactive:
+        generate(client, session, " ".join(prompts))
         return
-    Repl(client, model).loop()
+    load(client, session)
+    replay(session.loaded_messages, session)
+    Repl(client, session, explicit_think=think is not None, history=History.for_user()).loop()
 
 
-class Repl:
-    """The interactive session: message history, options and system message."""
-
-    def __init__(self, client: Client, model: str) -> None:
-        self.client = client
-        self.model = model
-        self.messages: list[dict[str, Any]] = []
-        self.options: dict[str, Any] = {}
-        self.system: str | None = None
-        self.format: str | None = None
-
-    def loop(self) -> None:
-        _setup_history()
-        while True:
-            try:
-                line = self.read_message()
-            except EOFError:
-                sys.stdout.write("\n")
-                return
-            except KeyboardInterrupt:
-                sys.stdout.write("\nUse Ctrl + d or /bye to exit.\n")
-                continue
-            if line is None:
-                return
-            if not line.strip():
-                continue
-            if line.startswith("/"):
-                if not self.command(line.strip()):
-                    return
-                continue
-            turn = ([{"role": "system", "content": self.system}] if self.system else [])
-            self.messages.append({"role": "user", "content": line})
-            answer = chat_once(self.client, self.model, turn + self.messages, self.options,
-                               format=self.format)
-            self.messages.append({"role": "assistant", "content": answer})
-
-    def read_message(self) -> str | None:
-        line = input(">>> ")
-        if not line.startswith('"""'):
-            return line
-        parts = [line[3:]]
-        while not parts[-1].endswith('"""'):
-            parts.append(input("... "))
-        text = "\n".join(parts)
-        return text[:-3]
-
-    def command(self, line: str) -> bool:
-        """Handle a slash command; False means leave."""
-        words = line.split()
-        head = words[0]
-        if head in ("/bye", "/exit"):
-            return False
-        if head in ("/?", "/help"):
-            print(HELP)
-        elif head == "/clear":
-            self.messages.clear()
-            print("Cleared session context")
-        elif head == "/set" and len(words) >= 4 and words[1] == "parameter":
-            self.set_parameter(words[2], " ".join(words[3:]))
-        elif head == "/set" and len(words) >= 3 and words[1] == "system":
-            self.system = line.split(None, 2)[2]
-            print("Set system message.")
-        elif words[:3] == ["/set", "format", "json"]:
-            self.format = "json"
-            print("Set format to 'json' mode.")
-        elif words[:2] == ["/set", "noformat"]:
-            self.format = None
-            print("Disabled format.")
-        elif head == "/show" and len(words) >= 2 and words[1] == "info":
-            data = self.client.show(self.model)
-            print("\n".join(show_lines(data)))
-        else:
-            print(f"Unknown command '{head}'. Type /? for help")
-        return True
-
-    def set_parameter(self, name: str, text: str) -> None:
-        from ollamactl.runtime.store.options import parse_parameter
-
-        try:
-            value = parse_parameter(name, text)
-        except OllamactlError as exc:
-            print(f"Couldn't set parameter: {exc}")
-            return
-        if name == "stop":
-            self.options.setdefault("stop", []).append(value)
-        else:
-            self.options[name] = value
-        print(f"Set parameter '{name}' to '{text}'")
-
-
-def _setup_history() -> None:
-    try:
-        import readline
-    except ImportError:
-        return
-    if os.environ.get("OLLAMA_NOHISTORY", "").strip().lower() in ("1", "true", "t"):
-        return
-    path = Path.home() / ".ollama" / "history"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            readline.read_history_file(path)
-    except OSError:
-        return
-    import atexit
-
-    atexit.register(_save_history, readline, path)
-
-
-def _save_history(readline: Any, path: Path) -> None:
-    try:
-        readline.write_history_file(path)
-    except OSError:
-        return
+def replay(messages: list[dict[str, Any]], session: Session) -> None:
+    """Show a saved session's messages before the prompt, as Ollama does."""
+    for message in messages:
+        if message.get("role") == "user":
+            print(f"{PROMPT}{message.get('content', '')}")
+        elif message.get("role") == "assistant":
+            writer = AnswerWriter(sys.stdout, wrap=session.wordwrap and sys.stdout.isatty(),
+                                  hide_thinking=True, color=False)
+            writer.feed("", str(message.get("content", "")))
+            print("\n")

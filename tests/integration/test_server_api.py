@@ -342,12 +342,13 @@ def test_blob_digest_checks(server: Server) -> None:
 
 # -- the CLI --------------------------------------------------------------------------------------
 
-def test_cli_ps_prints_the_seed_columns(fresh: Server) -> None:
-    fresh.post("/api/generate", {"model": SMOLLM2})
+def test_cli_ps_prints_ollamas_columns(fresh: Server) -> None:
+    fresh.post("/api/generate", {"model": SMOLLM2, "options": {"num_ctx": 1024}})
     out = cli(fresh, "ps").stdout.splitlines()
-    assert out[0].split() == ["NAME", "ID", "SIZE", "PROCESSOR", "UNTIL"]
+    assert out[0].split() == ["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"]
     row = out[1]
     assert row.startswith(SMOLLM2) and "100% CPU" in row and "minutes from now" in row
+    assert row.split()[6] == "1024"        # NAME ID SIZE(2) PROCESSOR(2) CONTEXT
     as_json = json.loads(cli(fresh, "ps", "--json").stdout)
     assert as_json["models"][0]["name"] == SMOLLM2
     assert cli(fresh, "stop", SMOLLM2).returncode == 0

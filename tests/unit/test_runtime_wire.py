@@ -63,7 +63,7 @@ def test_created_at_is_utc_rfc3339_with_trimmed_nanoseconds() -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z", created_at())
 
 
-def test_ps_formatting_in_the_seeds_style() -> None:
+def test_ps_formatting_in_ollamas_style() -> None:
     assert processor_text(100, 0) == "100% CPU"
     assert processor_text(100, 100) == "100% GPU"
     assert processor_text(100, 52) == "48%/52% CPU/GPU"
@@ -75,6 +75,9 @@ def test_ps_formatting_in_the_seeds_style() -> None:
     assert until_text((now - timedelta(seconds=1)).isoformat(), ts) == "Stopping..."
     lines = ps_lines([{"name": "llama3:70b", "digest": "bcfb190ca3a7" + "0" * 52,
                        "size": 42_000_000_000, "size_vram": 42_000_000_000,
+                       "context_length": 4096,
                        "expires_at": (now + timedelta(minutes=4, seconds=30)).isoformat()}], ts)
-    assert lines == ["NAME        ID            SIZE   PROCESSOR  UNTIL",
-                     "llama3:70b  bcfb190ca3a7  42 GB  100% GPU   4 minutes from now"]
+    # Ollama's current columns (CONTEXT since 0.12), its tabwriter's four-space padding
+    assert lines == ["NAME          ID              SIZE     PROCESSOR    CONTEXT    UNTIL",
+                     "llama3:70b    bcfb190ca3a7    42 GB    100% GPU     4096       "
+                     "4 minutes from now"]
