@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from ollamactl.runtime.store import bundled
+from ollamactl.runtime.store.manifests import Store
 from tests.integration.server_process import GEMMA3, SMOLLM2, Server, serving
 
 RESULTS_ENV = "OLLAMACTL_RELIABILITY_JSON"
@@ -149,8 +150,15 @@ def adv_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     (root / "canary.txt").write_text("canary: must never be read or written\n")
     env = {"OLLAMA_KEEP_ALIVE": SHORT_KEEP_ALIVE, "OLLAMA_NUM_PARALLEL": "1",
            "OLLAMA_MAX_QUEUE": "64", "OLLAMA_MAX_LOADED_MODELS": "2"}
-    with serving(root, env, stock=lambda store: bundled.import_bundled(store, GEMMA3)) as server:
+    with serving(root, env, stock=_both_bundled) as server:
         yield server
+
+
+def _both_bundled(store: Store) -> None:
+    """``smollm2:135m`` and ``gemma3:270m`` as ``pull`` imports them, with their templates
+    (SmolLM2's shows tools; tool requests to a model without them get a 400)."""
+    for name in (SMOLLM2, GEMMA3):
+        bundled.import_bundled(store, name)
 
 
 __all__ = ["GEMMA3", "SMOLLM2", "Server"]

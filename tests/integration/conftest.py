@@ -1,5 +1,7 @@
 """The integration suites' one running server: a real `ollamactl serve` with SmolLM2 in a
-fresh store, started once per test module (a module sets ``SERVER_ENV`` for its settings)."""
+fresh store, started once per test module (a module sets ``SERVER_ENV`` for its settings, and
+``SERVER_STOCK``, a function of the store, for models of its own: the bundled ``smollm2:135m``
+with its template, say)."""
 
 from __future__ import annotations
 
@@ -14,5 +16,6 @@ from tests.integration.server_process import Server, serving
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[Server]:
     root = tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2])
-    with serving(root, getattr(request.module, "SERVER_ENV", {})) as running:
+    with serving(root, getattr(request.module, "SERVER_ENV", {}),
+                 stock=getattr(request.module, "SERVER_STOCK", None)) as running:
         yield running

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -10,11 +11,17 @@ import jsonschema
 import pytest
 import requests
 
+from ollamactl.runtime.store.bundled import import_bundled
 from tests.integration.server_process import SMOLLM2, Server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 openai = pytest.importorskip("openai")
+
+
+# `smollm2:135m` as `pull` imports it, with the template that shows tools (conftest reads it)
+SERVER_STOCK = functools.partial(import_bundled, name=SMOLLM2)
+
 
 STOCK_TOOL: Any = {"type": "function", "function": {
     "name": "get_current_stock_price", "description": "Get the current price for a stock",

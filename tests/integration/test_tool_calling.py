@@ -3,6 +3,7 @@ SmolLM2 model and the official `ollama` client (the seed's stock-price program).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -11,11 +12,17 @@ import jsonschema
 import pytest
 import requests
 
+from ollamactl.runtime.store.bundled import import_bundled
 from tests.integration.server_process import SMOLLM2, Server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ollama = pytest.importorskip("ollama")
+
+
+# `smollm2:135m` as `pull` imports it, with the template that shows tools (conftest reads it)
+SERVER_STOCK = functools.partial(import_bundled, name=SMOLLM2)
+
 
 # The seed's tool definition, verbatim.
 STOCK_TOOL = {

@@ -1,4 +1,5 @@
-"""Tool definitions, the generic tool prompt, and parsing of tool calls in every known format."""
+"""Tool definitions, tool traffic for templates without tools, and parsing of tool calls in
+every known format."""
 
 from __future__ import annotations
 
@@ -12,13 +13,11 @@ from ollamactl.runtime.prompting.tools import (
     Tool,
     ToolCallParser,
     ToolChoice,
-    generic_tool_prompt,
     new_call_id,
     parse_tool_calls,
     parse_tool_choice,
     parse_tools,
     prepare_messages,
-    template_supports_tools,
 )
 
 STOCK_TOOL = {
@@ -70,21 +69,7 @@ def test_call_ids_look_like_ollamas() -> None:
     assert all(re.fullmatch(r"call_[a-z0-9]{8}", i) for i in ids)
 
 
-def test_template_support_is_read_from_the_template() -> None:
-    assert template_supports_tools("{% if tools %}{{ tools | tojson }}{% endif %}")
-    assert not template_supports_tools("{% for message in messages %}{% endfor %}")
-    assert not template_supports_tools(None)
-
-
-def test_generic_prompt_lists_each_tool_and_the_call_format() -> None:
-    tools = parse_tools([STOCK_TOOL])
-    prompt = generic_tool_prompt(tools)
-    assert json.dumps(tools[0].to_dict()) in prompt
-    assert "<tool_call>" in prompt and "</tool_call>" in prompt
-
-
-def test_prepare_messages_injects_prompt_and_rewrites_tool_traffic() -> None:
-    tools = parse_tools([STOCK_TOOL])
+def test_prepare_messages_rewrites_tool_traffic_for_a_template_without_tools() -> None:
     messages = [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "What is the current price of MSFT"},
@@ -94,10 +79,9 @@ def test_prepare_messages_injects_prompt_and_rewrites_tool_traffic() -> None:
         {"role": "tool", "content": "427.46", "tool_name": "get_current_stock_price"},
         {"role": "tool", "content": "second"},
     ]
-    out = prepare_messages(messages, tools, template_has_tools=False)
+    out = prepare_messages(messages, template_has_tools=False)
     assert [m["role"] for m in out] == ["system", "user", "assistant", "user"]
-    assert out[0]["content"].startswith("Be brief.\n\n")
-    assert "get_current_stock_price" in out[0]["content"]
+    assert out[0] == {"role": "system", "content": "Be brief."}
     assert out[2]["content"] == ('<tool_call>\n{"name": "get_current_stock_price", '
                                  '"arguments": {"ticker_symbol": "MSFT"}}\n</tool_call>')
     assert out[3]["content"].count("<tool_response") == 2
@@ -107,16 +91,15 @@ def test_prepare_messages_injects_prompt_and_rewrites_tool_traffic() -> None:
 
 def test_prepare_messages_leaves_tool_templates_alone() -> None:
     messages = [{"role": "user", "content": "hi"}]
-    assert prepare_messages(messages, parse_tools([STOCK_TOOL]), template_has_tools=True) == \
-        messages
-    assert prepare_messages(messages, [], template_has_tools=False) == messages
+    assert prepare_messages(messages, template_has_tools=True) == messages
+    assert prepare_messages(messages, template_has_tools=False) == messages
 
 
 def test_prepare_messages_rejects_arguments_that_are_no_json() -> None:
     messages = [{"role": "assistant", "tool_calls": [{"function": {"name": "f",
                                                                     "arguments": "{oops"}}]}]
     with pytest.raises(InvalidTools, match="invalid tool call arguments"):
-        prepare_messages(messages, [], template_has_tools=False)
+        prepare_messages(messages, template_has_tools=False)
 
 
 @pytest.mark.parametrize("text", [

@@ -1,8 +1,10 @@
 """Ollama's inference routes, ``/api/generate`` and ``/api/chat``, with Ollama's fields, statuses
 and error texts; :class:`Inference` (one sequence on a runner) also serves the embeddings.
 
-Handlers parse and check the body, resolve the model in the store, take a slot from the
-scheduler and stream the runner's tokens as NDJSON (or collect them when ``stream`` is false).
+Handlers parse and check the body, resolve the model in the store, check that it has the
+capabilities the request needs (Ollama's 400s: tools, insert, vision, thinking), take a slot
+from the scheduler and stream the runner's tokens as NDJSON (or collect them when ``stream`` is
+false), split into ``thinking``, content and tool calls (:mod:`~ollamactl.runtime.prompting.reply`).
 The token path stays on the event loop. Work a request can make large is bounded before it
 runs and kept off the loop: ``format`` and tool schemas are checked and compiled to a grammar
 in a thread (:mod:`~ollamactl.runtime.prompting.grammar`), prompts are rendered by a template
@@ -12,6 +14,7 @@ worker process (:mod:`~ollamactl.runtime.prompting.template_worker`).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -38,9 +41,12 @@ from ollamactl.runtime.http.schemas import (
     BadRequest,
     ChatRequest,
     GenerateRequest,
+    ThinkValue,
     created_at,
     parse_keep_alive,
+    parse_think,
 )
+from ollamactl.runtime.prompting.capabilities import template_features
 from ollamactl.runtime.prompting.grammar import (
     GrammarError,
     InvalidFormat,
@@ -48,9 +54,10 @@ from ollamactl.runtime.prompting.grammar import (
     compile_constraint,
     tools_constraint,
 )
+from ollamactl.runtime.prompting.reply import Piece, ReplySplitter
+from ollamactl.runtime.prompting.thinking import ThinkingParser
 from ollamactl.runtime.prompting.tools import (
     InvalidTools,
-    ToolCall,
     ToolCallParser,
     parse_tool_choice,
     parse_tools,
@@ -292,30 +299,48 @@ async def prepare(request: Request, model_name: str, options: Any, keep_alive: A
 
 async def generate(request: Request) -> Response:
     req = await parse_request(request, GenerateRequest)
+    think = _parsed_think(req.think)
     if req.raw and (req.template or req.system or req.context):
         raise ApiError(400, "raw mode does not support template, system, or context")
     grammar = _format_constraint(req.format)
     inference = await prepare(request, req.model, req.options, req.keep_alive, chat=False)
     _check_context(inference.model, req.context)
+    if not req.prompt and not req.suffix and inference.keep_alive_s == 0:
+        return await inference.load_only(unload=True, chat=False)
+    think = _settled_think(inference.model, req.model, think)
+    _check_capabilities(inference.model, req.model, "generate",
+                        ["insert"] * bool(req.suffix) + ["vision"] * bool(req.images))
     if not req.prompt and not req.suffix:
-        return await inference.load_only(unload=inference.keep_alive_s == 0, chat=False)
+        return await inference.load_only(unload=False, chat=False)
     from ollamactl.runtime.prompting.prompt import render_generate
 
     prompt = await _rendered(request, lambda: render_generate(
         inference.model, req.prompt, system=req.system, template=req.template, raw=req.raw,
-        include_model_messages=not req.context))
+        include_model_messages=not req.context, think=think.template_values()))
+    reply = ReplySplitter(_thinking_parser(inference.model, think, prompt), None)
     name = req.model
 
-    def chunk(text: str) -> dict[str, Any]:
-        return {"model": name, "created_at": created_at(), "response": text, "done": False}
+    def body(piece: Piece, *, done: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {"model": name, "created_at": created_at(),
+                               "response": piece.content}
+        if piece.thinking:
+            out["thinking"] = piece.thinking
+        out["done"] = done
+        return out
+
+    def chunk(text: str) -> dict[str, Any] | None:
+        piece = reply.feed(text)
+        return body(piece, done=False) if piece else None
 
     def final(text: str, done: Finished, metrics: dict[str, int]) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": name, "created_at": created_at(), "response": text,
-                                "done": True, "done_reason": done.reason}
+        piece, rest = reply.feed(text), reply.finish()
+        out = body(Piece(piece.thinking + rest.thinking, piece.content + rest.content),
+                   done=True)
+        out["done_reason"] = done.reason
         if done.context is not None:
-            body["context"] = done.context
-        body.update(metrics)
-        return body
+            out["context"] = done.context
+        out.update(metrics)
+        return out
 
     return await inference.run(list(prompt.segments), stream=req.stream is not False,
                                chunk=chunk, final=final, context=req.context,
@@ -326,6 +351,7 @@ async def generate(request: Request) -> Response:
 
 async def chat(request: Request) -> Response:
     req = await parse_request(request, ChatRequest)
+    think = _parsed_think(req.think)
     grammar = _format_constraint(req.format)
     try:
         tools = parse_tools(req.tools)
@@ -333,55 +359,108 @@ async def chat(request: Request) -> Response:
     except InvalidTools as exc:
         raise ApiError(400, str(exc)) from None
     inference = await prepare(request, req.model, req.options, req.keep_alive, chat=True)
+    if not req.messages and inference.keep_alive_s == 0:
+        return await inference.load_only(unload=True, chat=True)
+    think = _settled_think(inference.model, req.model, think)
+    images = any(m.images for m in req.messages or ())
+    _check_capabilities(inference.model, req.model, "chat",
+                        ["tools"] * bool(tools) + ["vision"] * images)
     if not req.messages:
-        return await inference.load_only(unload=inference.keep_alive_s == 0, chat=True)
+        return await inference.load_only(unload=False, chat=True)
     tools = [] if choice.disabled else tools
-    if tools and "completion" not in inference.model.capabilities:
-        raise ApiError(400, f"{inference.model.name.display} does not support tools")
     from ollamactl.runtime.prompting.prompt import render_chat
 
-    # Templates without `tools` get the generic tool prompt; decoding of a started call is
-    # then constrained by its schema, so every completion model can call tools.
-    native_tools = "tools" in inference.model.capabilities
     messages = [m.model_dump(exclude_none=True) | {"role": m.role.lower()} for m in req.messages]
     try:
-        messages = prepare_messages(messages, tools, template_has_tools=native_tools)
+        messages = prepare_messages(messages,
+                                    template_has_tools="tools" in inference.model.capabilities)
     except InvalidTools as exc:
         raise ApiError(400, str(exc)) from None
     prompt = await _rendered(request, lambda: render_chat(
-        inference.model, messages,
-        tools=[t.to_dict() for t in tools] if tools and native_tools else None))
+        inference.model, messages, tools=[t.to_dict() for t in tools] or None,
+        think=think.template_values()))
     if tools and grammar is None:
         grammar = tools_constraint(tools, forced=choice.forced, only=choice.only)
-    parser = ToolCallParser(tools) if tools else None
+    reply = ReplySplitter(_thinking_parser(inference.model, think, prompt),
+                          ToolCallParser(tools) if tools else None)
     name = req.model
 
-    def message(content: str, calls: list[ToolCall]) -> dict[str, Any]:
-        body: dict[str, Any] = {"role": "assistant", "content": content}
-        if calls:
-            body["tool_calls"] = [call.to_native() for call in calls]
+    def message(piece: Piece) -> dict[str, Any]:
+        body: dict[str, Any] = {"role": "assistant", "content": piece.content}
+        if piece.thinking:
+            body["thinking"] = piece.thinking
+        if piece.calls:
+            body["tool_calls"] = [call.to_native() for call in piece.calls]
         return body
 
     def chunk(text: str) -> dict[str, Any] | None:
-        content, calls = parser.feed(text) if parser else (text, [])
-        if not content and not calls:
+        piece = reply.feed(text)
+        if not piece:
             return None
-        return {"model": name, "created_at": created_at(),
-                "message": message(content, calls), "done": False}
+        return {"model": name, "created_at": created_at(), "message": message(piece),
+                "done": False}
 
     def final(text: str, done: Finished, metrics: dict[str, int]) -> dict[str, Any]:
-        content, calls = text, list[ToolCall]()
-        if parser is not None:
-            content, calls = parser.feed(text)
-            tail, more = parser.finish()
-            content, calls = content + tail, calls + more
-        return {"model": name, "created_at": created_at(), "message": message(content, calls),
+        piece, rest = reply.feed(text), reply.finish()
+        whole = Piece(piece.thinking + rest.thinking, piece.content + rest.content,
+                      piece.calls + rest.calls)
+        return {"model": name, "created_at": created_at(), "message": message(whole),
                 "done_reason": done.reason, "done": True, **metrics}
 
     return await inference.run(list(prompt.segments), stream=req.stream is not False,
                                chunk=chunk, final=final, grammar=grammar,
                                shift=req.shift is not False,
                                truncate=req.truncate is not False)
+
+
+def _parsed_think(value: Any) -> ThinkValue:
+    try:
+        return parse_think(value)
+    except BadRequest as exc:
+        raise ApiError(400, str(exc)) from None
+
+
+def _quoted(name: str) -> str:
+    """A name as Go's ``%q`` writes it in Ollama's messages."""
+    return json.dumps(name, ensure_ascii=False)
+
+
+def _settled_think(model: LocalModel, request_model: str, think: ThinkValue) -> ThinkValue:
+    """``think`` as Ollama applies it: on by default for a model that thinks; asked of a model
+    that does not, a 400 (``false`` is always accepted)."""
+    if "thinking" in model.capabilities:
+        return think if think.value is not None else ThinkValue(True)
+    if think.enabled:
+        raise ApiError(400, f"{_quoted(request_model)} does not support thinking")
+    return think
+
+
+def _check_capabilities(model: LocalModel, request_model: str, endpoint: str,
+                        needed: list[str]) -> None:
+    """Ollama's capability check: a model without completion "does not support" the
+    endpoint; one lacking a capability the request needs gets a 400 naming the model in full
+    and each capability missing (``registry.ollama.ai/library/gemma3:270m does not support
+    tools``)."""
+    if "completion" not in model.capabilities:
+        raise ApiError(400, f"{_quoted(request_model)} does not support {endpoint}")
+    missing = [capability for capability in needed if capability not in model.capabilities]
+    if missing:
+        host, namespace, name, tag = model.name.manifest_parts
+        raise ApiError(400, f"{host}/{namespace}/{name}:{tag} does not support "
+                       + "\n".join(missing))
+
+
+def _thinking_parser(model: LocalModel, think: ThinkValue, prompt: Prompt
+                     ) -> ThinkingParser | None:
+    """The parser that takes the reasoning off the output when thinking is on and the
+    template shows where it goes; already inside the block when the prompt opened it."""
+    tags = template_features(model.template, model.chat_template).thinking_tags
+    if not think.enabled or tags is None:
+        return None
+    parser = ThinkingParser(*tags)
+    if prompt.text.strip().endswith(tags[0]):
+        parser.feed(tags[0])
+    return parser
 
 
 def _check_context(model: LocalModel, context: list[int] | None) -> None:

@@ -6,7 +6,9 @@ and the native answer is translated back: one object, or SSE ``data:`` events en
 ``data: [DONE]``. Errors take OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``.
 Quirks kept from the reference: ``stream`` defaults to false, absent ``temperature`` and
 ``top_p`` mean 1.0, ids are ``chatcmpl-``/``cmpl-`` plus 0..998, an empty store lists
-``"data": null``.
+``"data": null``. Thinking maps both ways: ``reasoning_effort`` / ``reasoning.effort`` become
+``think``, the model's ``thinking`` comes back as ``reasoning`` (message, delta, and a
+message's ``reasoning`` in the history).
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ SSE = "text/event-stream"
 _IMAGE_PREFIXES = ("data:image/jpeg;base64,", "data:image/jpg;base64,", "data:image/png;base64,",
                    "data:image/webp;base64,", "data:;base64,")
 _ERROR_TYPES = {400: "invalid_request_error", 404: "not_found_error"}
+_EFFORTS: dict[str, bool | str] = {"none": False, "minimal": "low", "low": "low",
+                                   "medium": "medium", "high": "high", "max": "max",
+                                   "xhigh": "max", "ultra": "max"}
 
 
 class OpenAIError(Exception):
@@ -142,6 +147,8 @@ def _messages(raw: Any) -> list[dict[str, Any]]:
             raise OpenAIError(400, "invalid message: each needs a role")
         content, images = _content_and_images(item.get("content"))
         message: dict[str, Any] = {"role": item["role"], "content": content}
+        if isinstance(item.get("reasoning"), str) and item["reasoning"]:
+            message["thinking"] = item["reasoning"]
         if images:
             message["images"] = images
         if item.get("tool_calls"):
@@ -181,6 +188,22 @@ def _format(response_format: Any) -> Any:
             raise OpenAIError(400, "response_format json_schema needs a schema object")
         return schema
     return None
+
+
+def think_from_effort(body: dict[str, Any]) -> bool | str | None:
+    """The native ``think`` for ``reasoning.effort`` (first) or ``reasoning_effort``, as
+    Ollama maps OpenAI's scale onto its own: ``none`` is off, ``minimal`` is low, ``xhigh``
+    and ``ultra`` are max; unset leaves the model's default."""
+    reasoning = body.get("reasoning")
+    effort = reasoning.get("effort") if isinstance(reasoning, dict) \
+        else body.get("reasoning_effort")
+    if effort is None or effort == "":
+        return None
+    if effort in _EFFORTS:
+        return _EFFORTS[effort]
+    raise OpenAIError(400, f"invalid reasoning value: {json.dumps(effort, ensure_ascii=False)} "
+                           '(must be "minimal", "low", "medium", "high", "xhigh", "ultra", '
+                           '"max", or "none")')
 
 
 def _openai_calls(native: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
@@ -237,6 +260,9 @@ async def chat_completions(request: Request) -> Response:
     response_format = _format(body.get("response_format"))
     if response_format is not None:
         native["format"] = response_format
+    think = think_from_effort(body)
+    if think is not None:
+        native["think"] = think
     answer = await inference.chat(_native_request(request, native))
     ident = f"chatcmpl-{random.randrange(999)}"
     created = int(time.time())
@@ -247,6 +273,8 @@ async def chat_completions(request: Request) -> Response:
         message = final.get("message") or {}
         calls = _openai_calls(message.get("tool_calls"))
         reply_message: dict[str, Any] = {"role": "assistant", "content": message.get("content")}
+        if message.get("thinking"):
+            reply_message["reasoning"] = message["thinking"]
         if calls:
             reply_message["tool_calls"] = calls
         return JSONResponse({**head, "object": "chat.completion", "choices": [{
@@ -268,7 +296,13 @@ async def chat_completions(request: Request) -> Response:
             if message.get("tool_calls"):
                 delta["tool_calls"] = _openai_calls(message["tool_calls"])
                 has_calls = True
-            if delta or (first and not item.get("done")):
+            # reasoning goes in a chunk of its own, before the content it came with (Ollama's)
+            deltas = [{"reasoning": message["thinking"]}] if message.get("thinking") else []
+            if delta or not deltas:
+                deltas.append(delta)
+            for delta in deltas:
+                if not delta and not (first and not item.get("done")):
+                    continue
                 if first:
                     delta = {"role": "assistant", **delta}
                     first = False

@@ -7,8 +7,10 @@ api/types.go.
 
 from __future__ import annotations
 
+import json
 import math
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -149,6 +151,39 @@ def parse_keep_alive(value: Any) -> float | None:
     if not math.isfinite(seconds) or seconds < 0:
         return math.inf
     return seconds
+
+
+THINK_LEVELS = ("high", "medium", "low", "max")
+_THINK_CHOICES = '("high", "medium", "low", "max", true, or false)'
+
+
+@dataclass(frozen=True)
+class ThinkValue:
+    """A request's ``think``: unset (None), a bool, or a level; api/types.go's ThinkValue."""
+
+    value: bool | str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        """Thinking asked for: true or any level."""
+        return self.value is True or isinstance(self.value, str)
+
+    def template_values(self) -> dict[str, Any]:
+        """``.Think``, ``.ThinkLevel`` (``true`` reads as ``medium``) and ``.IsThinkSet``."""
+        level = self.value if isinstance(self.value, str) else "medium" if self.enabled else ""
+        return {"Think": self.enabled, "ThinkLevel": level, "IsThinkSet": self.value is not None}
+
+
+def parse_think(value: Any) -> ThinkValue:
+    """A request's ``think`` checked as Ollama's JSON binding checks it, with its messages."""
+    if value is None or isinstance(value, bool):
+        return ThinkValue(value)
+    if isinstance(value, str):
+        if value not in THINK_LEVELS:
+            quoted = json.dumps(value, ensure_ascii=False)
+            raise BadRequest(f"invalid think value: {quoted} (must be {_THINK_CHOICES[1:-1]})")
+        return ThinkValue(value)
+    raise BadRequest(f"think must be a boolean or string {_THINK_CHOICES}")
 
 
 def created_at(now_ns: int | None = None) -> str:

@@ -471,7 +471,7 @@ def _run(nodes: list[_Node], dot: Any, state: _State) -> None:
             state.write(node.text)
         elif node.kind == "print":
             assert node.expr is not None
-            state.write(_to_text(_eval(node.expr, dot, state)))
+            state.write(_printed(_eval(node.expr, dot, state), state))
         elif node.kind == "assign":
             assert node.expr is not None
             state.assign(node.names[0], _eval(node.expr, dot, state), declare=node.declare)
@@ -511,6 +511,17 @@ def _run(nodes: list[_Node], dot: Any, state: _State) -> None:
                     state.scopes.pop()
 
 
+def _printed(value: Any, state: _State) -> str:
+    """What ``{{ value }}`` writes. Objects and lists come out as compact JSON, as Ollama's
+    template types print themselves (``{{ .Tools }}``, ``{{ .Function.Arguments }}``), and
+    being data they go through ``json_hook`` like ``json``'s output."""
+    if not isinstance(value, dict | list):
+        return _to_text(value)
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    state.charge(text)
+    return state.json_hook(text) if state.json_hook is not None else text
+
+
 def _scoped(body: list[_Node], dot: Any, state: _State) -> None:
     state.scopes.append({})
     try:
@@ -530,6 +541,54 @@ class GoTemplate:
     def uses_messages(self) -> bool:
         """Whether the template walks ``.Messages`` itself (else Ollama's legacy turn loop)."""
         return ".Messages" in self.source
+
+    def identifiers(self) -> set[str]:
+        """The field and variable names the template reads, lower-cased (Ollama's
+        ``Template.Vars``): ``tools`` for ``.Tools`` or ``$.Tools``, ``suffix`` for ``.Suffix``.
+        Ollama decides a model's capabilities from them."""
+        found: set[str] = set()
+        for expr in _expressions(self.nodes):
+            if expr.kind == "field":
+                found.update(part.lower() for part in expr.value)
+            elif expr.kind == "var":
+                head, rest = expr.value
+                found.update(part.lower() for part in (head, *rest))
+        return found
+
+    def thinking_tags(self) -> tuple[str, str]:
+        """The texts around ``.Thinking`` in a turn, as Ollama's ``thinking.InferTags`` finds
+        them: for a ``.Thinking`` inside a ``range`` over ``.Messages``, the first and last
+        text of the nearest enclosing list (trimmed), a later match overriding an earlier
+        one; ``("", "")`` when there is none."""
+        tags = ["", ""]
+
+        def found(where: list[_Node]) -> None:
+            if where and where[0].kind == "text":
+                tags[0] = where[0].text.strip()
+            if where and where[-1].kind == "text":
+                tags[1] = where[-1].text.strip()
+
+        def visit(nodes: list[_Node], over_messages: bool | None) -> None:
+            for node in nodes:
+                if node.kind in ("print", "assign") and over_messages \
+                        and _reads_field(node.expr, "Thinking"):
+                    found(nodes)
+                elif node.kind == "if":
+                    # ``else if`` nests an if in a list of its own (no text), as Go parses it
+                    if over_messages and _reads_field(node.branches[0][0], "Thinking"):
+                        found(nodes)
+                    for _, body in node.branches:
+                        visit(body, over_messages)
+                    visit(node.else_body, over_messages)
+                elif node.kind == "range":
+                    messages = _reads_field(node.expr, "Messages")
+                    if messages and _reads_field(node.expr, "Thinking"):
+                        found(nodes)
+                    visit(node.body, messages)
+                    visit(node.else_body, messages)
+
+        visit(self.nodes, None)
+        return tags[0], tags[1]
 
     def render(self, values: dict[str, Any], *, cut_at_response: bool = False,
                json_hook: Callable[[str], str] | None = None,
@@ -552,6 +611,31 @@ class GoTemplate:
         except RecursionError:
             raise TemplateExecError("template: too deeply nested") from None
         return "".join(state.out)
+
+
+def _expressions(nodes: list[_Node]) -> list[_Expr]:
+    """Every expression of ``nodes`` and what they contain, sub-expressions included."""
+    found: list[_Expr] = []
+    pending: list[_Expr] = []
+    for node in nodes:
+        pending.extend(e for e in (node.expr, *(c for c, _ in node.branches)) if e is not None)
+        found.extend(_expressions(node.body) + _expressions(node.else_body))
+        for _, body in node.branches:
+            found.extend(_expressions(body))
+    while pending:
+        expr = pending.pop()
+        found.append(expr)
+        pending.extend(expr.args)
+    return found
+
+
+def _reads_field(expr: _Expr | None, name: str) -> bool:
+    """Whether ``expr`` reads a field starting ``.name`` (``.Thinking``, ``.Messages``),
+    directly or in an argument (a ``$.name`` variable does not count, as in Go's walk)."""
+    if expr is None:
+        return False
+    return any(e.kind == "field" and e.value[:1] == [name]
+               for e in _expressions([_Node("print", expr=expr)]))
 
 
 def parse(source: str) -> GoTemplate:

@@ -523,7 +523,9 @@ def compile_constraint(spec: Mapping[str, Any]) -> CompiledConstraint:
         return CompiledConstraint(full=f"{base}\nroot ::= call")
     close = json.dumps(TOOL_CALL_CLOSE)
     return CompiledConstraint(lazy={
-        TOOL_CALL_OPEN: f"{base}\nroot ::= space call {close}",
+        # Hermes writes one call per tag, SmolLM2 a list of them
+        TOOL_CALL_OPEN: f'{base}\nroot ::= space ( call | "[" space call ( "," space call )* '
+                        f'"]" space ) {close}',
         MISTRAL_TAG: f'{base}\nroot ::= space "[" space call ( "," space call )* "]"',
         PYTHON_TAG: f"{base}\nroot ::= space call",
         AT_START: f"{base}\nroot ::= call-body",

@@ -9,6 +9,7 @@ A template is code from whoever made the model or sent the request, so :func:`re
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -31,11 +32,11 @@ def _with_model_messages(model: LocalModel, messages: list[dict[str, Any]],
 
 
 def _render_in_worker(model: LocalModel, messages: list[dict[str, Any]], *,
-                      tools: list[dict[str, Any]] | None, template_override: str | None
-                      ) -> Prompt:
+                      tools: list[dict[str, Any]] | None, template_override: str | None,
+                      think: Mapping[str, Any] | None) -> Prompt:
     reply = template_worker.render({
         "source": asdict(TemplateSource.of(model)), "messages": messages, "tools": tools,
-        "template": template_override})
+        "template": template_override, "think": dict(think) if think else None})
     for warning in reply.get("warnings", ()):
         log.warning("%s", warning)
     return Prompt(tuple((str(text), bool(special)) for text, special in reply["segments"]))
@@ -43,9 +44,11 @@ def _render_in_worker(model: LocalModel, messages: list[dict[str, Any]], *,
 
 def render_chat(model: LocalModel, messages: list[dict[str, Any]], *,
                 tools: list[dict[str, Any]] | None = None, system_override: str | None = None,
-                template_override: str | None = None) -> Prompt:
+                template_override: str | None = None,
+                think: Mapping[str, Any] | None = None) -> Prompt:
     """Render a chat for ``model``: Modelfile MESSAGEs first, then ``messages``; the Modelfile
     SYSTEM (or ``system_override``) goes first unless the first message is a system one.
+    ``think`` holds the template's ``Think``, ``ThinkLevel`` and ``IsThinkSet``.
 
     Raises:
         TemplateError: the template does not parse, fails, tries to escape the sandbox, or
@@ -53,12 +56,14 @@ def render_chat(model: LocalModel, messages: list[dict[str, Any]], *,
     """
     system = system_override if system_override is not None else model.system
     combined = _with_model_messages(model, messages, system)
-    return _render_in_worker(model, combined, tools=tools, template_override=template_override)
+    return _render_in_worker(model, combined, tools=tools, template_override=template_override,
+                             think=think)
 
 
 def render_generate(model: LocalModel, prompt: str, *, system: str | None = None,
                     template: str | None = None, raw: bool = False,
-                    include_model_messages: bool = True) -> Prompt:
+                    include_model_messages: bool = True,
+                    think: Mapping[str, Any] | None = None) -> Prompt:
     """Render /api/generate's ``prompt``: in ``raw`` mode as-is (special tokens parsed, as the
     caller wrote the whole template); otherwise as one user turn after the system prompt
     (``system`` or the Modelfile SYSTEM) and, unless a ``context`` was given
@@ -76,4 +81,5 @@ def render_generate(model: LocalModel, prompt: str, *, system: str | None = None
     if include_model_messages:
         messages.extend(dict(m) for m in model.messages)
     messages.append({"role": "user", "content": prompt})
-    return _render_in_worker(model, messages, tools=None, template_override=template)
+    return _render_in_worker(model, messages, tools=None, template_override=template,
+                             think=think)

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from ollamactl.runtime.store.models import LocalModel
 
 DEFAULT_GO_TEMPLATE = "{{ .Prompt }}"
+# The template values of a request that leaves ``think`` unset (see schemas.ThinkValue).
+NO_THINK: Mapping[str, Any] = {"Think": False, "ThinkLevel": "", "IsThinkSet": False}
 _FAMILY_TEMPLATES = {"gemma3": "gemma3.gotmpl"}
 _CONTENT_KEYS = ("content", "thinking")
 # Budgets of one render, besides gotemplate's and the worker's memory cap: real chat templates
@@ -277,13 +279,13 @@ def _render_jinja(source: str, context: dict[str, Any], sentinels: _Sentinels,
 
 
 def _render_go(source: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
-               sentinels: _Sentinels, deadline: float) -> str:
+               think: Mapping[str, Any], sentinels: _Sentinels, deadline: float) -> str:
     template = gotemplate.parse(source)
     hook: Callable[[str], str] = sentinels.wrap
     if template.uses_messages:
         system = "\n\n".join(m["content"] for m in messages if m.get("role") == "system")
         values = {"System": system, "Messages": messages, "Tools": tools or [],
-                  "Prompt": "", "Response": "", "Suffix": ""}
+                  "Prompt": "", "Response": "", "Suffix": "", **think}
         return template.render(values, json_hook=hook, deadline=deadline)
     # Ollama's legacy loop: one execution per (system, prompt, response) turn; the last one is
     # cut at {{ .Response }} so the model writes the answer.
@@ -294,21 +296,22 @@ def _render_go(source: str, messages: list[dict[str, Any]], tools: list[dict[str
         if role == "system":
             if prompt or response:
                 out.append(template.render({"System": system, "Prompt": prompt,
-                                            "Response": response}, json_hook=hook,
+                                            "Response": response, **think}, json_hook=hook,
                                            deadline=deadline))
                 system = prompt = response = ""
             system = content
         elif role == "user":
             if response:
                 out.append(template.render({"System": system, "Prompt": prompt,
-                                            "Response": response}, json_hook=hook,
+                                            "Response": response, **think}, json_hook=hook,
                                            deadline=deadline))
                 system = prompt = response = ""
             prompt = content
         elif role == "assistant":
             response = content
-    out.append(template.render({"System": system, "Prompt": prompt, "Response": response},
-                               cut_at_response=True, json_hook=hook, deadline=deadline))
+    out.append(template.render({"System": system, "Prompt": prompt, "Response": response,
+                                **think}, cut_at_response=True, json_hook=hook,
+                               deadline=deadline))
     return "".join(out)
 
 
@@ -343,19 +346,19 @@ def _prepare(messages: list[dict[str, Any]], sentinels: _Sentinels) -> list[dict
 
 
 def _render(source: TemplateSource, messages: list[dict[str, Any]], *,
-            tools: list[dict[str, Any]] | None, template_override: str | None,
-            warnings: list[str]) -> Prompt:
+            tools: list[dict[str, Any]] | None, think: Mapping[str, Any],
+            template_override: str | None, warnings: list[str]) -> Prompt:
     deadline = time.monotonic() + RENDER_TIMEOUT_S
     sentinels = _Sentinels()
     prepared = _prepare(messages, sentinels)
     go_source = template_override if template_override is not None else source.template
     rendered: str | None = None
     if go_source and "{%" in go_source:
-        rendered = _render_jinja(go_source, _jinja_context(source, prepared, tools), sentinels,
-                                 deadline)
+        rendered = _render_jinja(go_source, _jinja_context(source, prepared, tools, think),
+                                 sentinels, deadline)
     elif go_source:
         try:
-            rendered = _render_go(go_source, prepared, tools, sentinels, deadline)
+            rendered = _render_go(go_source, prepared, tools, think, sentinels, deadline)
         except gotemplate.TemplateSyntaxError as exc:
             if template_override is not None or not source.chat_template:
                 raise TemplateError(str(exc)) from exc
@@ -364,12 +367,13 @@ def _render(source: TemplateSource, messages: list[dict[str, Any]], *,
         except gotemplate.TemplateExecError as exc:
             raise TemplateError(str(exc)) from exc
     if rendered is None and source.chat_template:
-        rendered = _render_jinja(source.chat_template, _jinja_context(source, prepared, tools),
-                                 sentinels, deadline)
+        rendered = _render_jinja(source.chat_template,
+                                 _jinja_context(source, prepared, tools, think), sentinels,
+                                 deadline)
     if rendered is None:
         fallback = family_template(source.family) or DEFAULT_GO_TEMPLATE
         try:
-            rendered = _render_go(fallback, prepared, tools, sentinels, deadline)
+            rendered = _render_go(fallback, prepared, tools, think, sentinels, deadline)
         except (gotemplate.TemplateSyntaxError, gotemplate.TemplateExecError) as exc:
             raise TemplateError(str(exc)) from exc
     bos = source.bos_token
@@ -379,7 +383,8 @@ def _render(source: TemplateSource, messages: list[dict[str, Any]], *,
 
 
 def _jinja_context(source: TemplateSource, messages: list[dict[str, Any]],
-                   tools: list[dict[str, Any]] | None) -> dict[str, Any]:
+                   tools: list[dict[str, Any]] | None, think: Mapping[str, Any]
+                   ) -> dict[str, Any]:
     last_role = messages[-1]["role"] if messages else "user"
     context: dict[str, Any] = {
         "messages": messages,
@@ -389,6 +394,8 @@ def _jinja_context(source: TemplateSource, messages: list[dict[str, Any]],
     }
     if tools:
         context["tools"] = tools
+    if think.get("IsThinkSet"):  # Qwen3's and SmolLM3's switch
+        context["enable_thinking"] = bool(think.get("Think"))
     return context
 
 
@@ -400,6 +407,6 @@ def render_job(job: Mapping[str, Any]) -> tuple[Prompt, list[str]]:
     """
     warnings: list[str] = []
     prompt = _render(TemplateSource(**job["source"]), list(job["messages"]),
-                     tools=job.get("tools"), template_override=job.get("template"),
-                     warnings=warnings)
+                     tools=job.get("tools"), think=job.get("think") or NO_THINK,
+                     template_override=job.get("template"), warnings=warnings)
     return prompt, warnings

@@ -2,15 +2,16 @@
 
 A request's ``tools`` are checked once (:func:`parse_tools`): each must be a function with a
 name and a ``parameters`` object that is a valid JSON Schema, else the request gets a 400.
-When the model's chat template knows ``tools`` the list goes to the template; otherwise
-:func:`prepare_messages` puts a generic tool prompt into the system message and turns earlier
-tool calls and tool results into plain text the template can render.
+Tools go to the model's template, which must be able to show them (the ``tools`` capability,
+see :mod:`capabilities`); :func:`prepare_messages` turns earlier tool calls and results into
+plain text for a template that cannot.
 
 The model's output is parsed by :class:`ToolCallParser`, incrementally so that streaming can
 hold back a call until it is whole. Formats understood:
 
 - bare JSON at the start of the answer: ``{"name": ..., "arguments": {...}}`` (or a list);
-- Hermes/Qwen style ``<tool_call>{...}</tool_call>`` (the generic prompt asks for this one);
+- Hermes/Qwen style ``<tool_call>{...}</tool_call>``, and SmolLM2's ``<tool_call>[{...}, ...]
+  </tool_call>`` (a list of calls);
 - Llama 3.1 style ``<|python_tag|>{"name": ..., "parameters": {...}}`` and
   ``<function=name>{...}</function>``;
 - Mistral ``[TOOL_CALLS][{...}]`` and ``[TOOL_CALLS]name[ARGS]{...}``.
@@ -21,7 +22,6 @@ Only calls to a tool the request offered count; anything else stays content.
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import string
 from collections.abc import Iterable, Mapping, Sequence
@@ -44,7 +44,6 @@ _DECODER = json.JSONDecoder()
 
 _CLOSERS = {TOOL_CALL_OPEN: TOOL_CALL_CLOSE, FUNCTION_OPEN: FUNCTION_CLOSE}
 _ARGUMENT_KEYS = ("arguments", "parameters", "args")
-_TOOLS_IN_TEMPLATE = re.compile(r"\btools\b")
 
 
 class InvalidTools(ValueError):
@@ -138,26 +137,6 @@ def parse_tools(raw: Sequence[Any] | None) -> list[Tool]:
     return tools
 
 
-def template_supports_tools(template: str | None) -> bool:
-    """Whether a jinja chat template reads the ``tools`` variable."""
-    return bool(template) and _TOOLS_IN_TEMPLATE.search(template or "") is not None
-
-
-def generic_tool_prompt(tools: Sequence[Tool]) -> str:
-    """The system text that teaches a model without a tool template how to call tools."""
-    listing = "\n".join(json.dumps(tool.to_dict(), ensure_ascii=False) for tool in tools)
-    return (
-        "You can call these tools (JSON Schema definitions):\n"
-        f"{listing}\n\n"
-        "To call a tool, reply with exactly one block and nothing else:\n"
-        f"{TOOL_CALL_OPEN}\n"
-        '{"name": "<tool name>", "arguments": {<arguments as a JSON object>}}\n'
-        f"{TOOL_CALL_CLOSE}\n"
-        "Tool results come back to you inside <tool_response></tool_response>. "
-        "If no tool is needed, answer the user directly."
-    )
-
-
 def _arguments_of(call: Mapping[str, Any]) -> dict[str, Any]:
     function = call.get("function") if isinstance(call.get("function"), dict) else call
     assert isinstance(function, Mapping)
@@ -173,7 +152,7 @@ def _arguments_of(call: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def render_call_text(call: Mapping[str, Any]) -> str:
-    """An earlier assistant tool call, written the way the generic prompt asks for it."""
+    """An earlier assistant tool call as Hermes-style ``<tool_call>`` text."""
     function = call.get("function") if isinstance(call.get("function"), dict) else call
     assert isinstance(function, Mapping)
     body = json.dumps({"name": function.get("name", ""), "arguments": _arguments_of(call)},
@@ -181,29 +160,21 @@ def render_call_text(call: Mapping[str, Any]) -> str:
     return f"{TOOL_CALL_OPEN}\n{body}\n{TOOL_CALL_CLOSE}"
 
 
-def prepare_messages(messages: Sequence[Mapping[str, Any]], tools: Sequence[Tool], *,
+def prepare_messages(messages: Sequence[Mapping[str, Any]], *,
                      template_has_tools: bool) -> list[dict[str, Any]]:
-    """Messages ready for a template that does not know tools.
+    """Messages ready for the model's template.
 
-    With ``template_has_tools`` (or no tools and no tool traffic) the messages pass unchanged.
-    Otherwise the generic tool prompt joins the system message, assistant ``tool_calls``
-    become ``<tool_call>`` text and consecutive ``tool`` results become one user turn of
-    ``<tool_response>`` blocks (templates such as Gemma's accept only user/assistant turns).
+    With ``template_has_tools`` (or no tool traffic) the messages pass unchanged. Otherwise
+    earlier assistant ``tool_calls`` become ``<tool_call>`` text and consecutive ``tool``
+    results become one user turn of ``<tool_response>`` blocks, so that a history with tool
+    traffic still renders through a template that knows only user and assistant turns
+    (Gemma's). Tools themselves never reach such a template: the request gets a 400.
     """
     plain = [dict(m) for m in messages]
-    if template_has_tools:
-        return plain
-    has_traffic = any(m.get("role") == "tool" or m.get("tool_calls") for m in plain)
-    if not tools and not has_traffic:
+    if template_has_tools or not any(m.get("role") == "tool" or m.get("tool_calls")
+                                     for m in plain):
         return plain
     out: list[dict[str, Any]] = []
-    if tools:
-        prompt = generic_tool_prompt(tools)
-        if plain and plain[0].get("role") == "system":
-            first = plain.pop(0)
-            out.append({**first, "content": f"{first.get('content') or ''}\n\n{prompt}".strip()})
-        else:
-            out.append({"role": "system", "content": prompt})
     for message in plain:
         role = message.get("role")
         if role == "assistant" and message.get("tool_calls"):

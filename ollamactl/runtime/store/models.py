@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ollamactl.runtime.prompting.capabilities import template_features
 from ollamactl.runtime.store import gguf
 from ollamactl.runtime.store.names import ModelName
 
@@ -114,21 +115,23 @@ class LocalModel:
         return self.manifest_digest[:12]
 
 
-def capabilities_of(info: gguf.GGUFInfo, template: str | None) -> list[str]:
-    """Ollama's capability list from the GGUF metadata and the effective template."""
-    caps: list[str] = []
-    if f"{info.architecture}.pooling_type" in info.kv:
-        caps.append("embedding")
-    else:
-        caps.append("completion")
-    text = template or info.chat_template or ""
-    if "tools" in text.lower():
-        caps.append("tools")
-    if ".Suffix" in text or ("suffix" in text.lower() and "fim" in text.lower()):
-        caps.append("insert")
-    if f"{info.architecture}.vision.block_count" in info.kv:
+def capabilities_of(info: gguf.GGUFInfo, template: str | None, *,
+                    projector: bool = False) -> list[str]:
+    """Ollama's capability list, from what the model is rather than what its name suggests:
+    ``embedding`` when the GGUF sets a pooling type (else ``completion``), ``vision`` from the
+    GGUF's vision metadata or a projector layer, and ``tools``, ``insert`` and ``thinking``
+    from what the template can express (see :mod:`~ollamactl.runtime.prompting.capabilities`).
+    """
+    arch = info.architecture
+    caps = ["embedding" if f"{arch}.pooling_type" in info.kv else "completion"]
+    if projector or f"{arch}.vision.block_count" in info.kv:
         caps.append("vision")
-    if "<think>" in text or ".Thinking" in text or "enable_thinking" in text:
+    features = template_features(template, info.chat_template)
+    if features.tools:
+        caps.append("tools")
+    if features.insert:
+        caps.append("insert")
+    if features.thinking_tags is not None:
         caps.append("thinking")
     return caps
 
