@@ -566,8 +566,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
        "a whole number; 0 = 3 per GPU (3 on CPU)",
        "How many models may be loaded at once.", "0"),
     _s("OLLAMA_CONTEXT_LENGTH", "integer", uint_parser(0, 16_777_216),
-       "a whole number of tokens (0 = default 2048)",
-       "Default context window (num_ctx) for requests that do not set one.", "2048"),
+       "a whole number of tokens (0 = from the GPUs' VRAM: 4096, 32768 or 262144)",
+       "Default context window (num_ctx) for requests that do not set one.", "0"),
     _s("OLLAMA_DEBUG", "level", parse_debug, "0/false (info), 1/true (debug), 2 (trace)",
        "Log verbosity of the server.", "0"),
     _s("OLLAMA_FLASH_ATTENTION", "boolean", parse_bool, _BOOL,
@@ -707,7 +707,7 @@ def load_server_config(environ: Mapping[str, str], host: HostFacts, *,
     def read(name: str) -> Any:
         return SETTINGS[name].read_lenient(environ.get(name), host, service=service)
 
-    context_length = read("OLLAMA_CONTEXT_LENGTH") or 2048
+    context_length = read("OLLAMA_CONTEXT_LENGTH") or 0   # 0: the VRAM tier, at first use
     return ServerConfig(
         host=read("OLLAMA_HOST"),
         origins=read("OLLAMA_ORIGINS") or (),

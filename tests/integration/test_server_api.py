@@ -78,6 +78,13 @@ def test_generate_with_num_ctx_4096(fresh: Server) -> None:
     assert fresh.ps()[0]["context_length"] == 4096
 
 
+def test_the_default_context_is_ollamas_tier_without_a_gpu(fresh: Server) -> None:
+    reply = fresh.post("/api/generate", {"model": SMOLLM2, "prompt": "Hi", "options": SHORT,
+                                         "stream": False})
+    assert reply.status_code == 200, reply.text
+    assert fresh.ps()[0]["context_length"] == 4096    # no GPU here (lavapipe is not named)
+
+
 STORY = "Write a long story about a lighthouse keeper and a storm."
 STORY_RAW = f"<|im_start|>user\n{STORY}<|im_end|>\n<|im_start|>assistant\n"
 

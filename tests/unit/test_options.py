@@ -59,9 +59,10 @@ def test_unknown_options_logged_when_lenient_and_refused_when_strict(
 
 
 def test_merge_precedence_and_num_ctx_default() -> None:
-    merged = merge_options({"temperature": 0.1, "stop": ["x"]}, {"temperature": 0.9}, 2048)
+    merged = merge_options({"temperature": 0.1, "stop": ["x"]}, {"temperature": 0.9})
     assert merged["temperature"] == 0.9 and merged["stop"] == ["x"]
-    assert merged["num_ctx"] == DEFAULT_NUM_CTX == 2048
+    assert merged["num_ctx"] == DEFAULT_NUM_CTX == 4096     # Ollama 0.33 without a GPU
+    assert merged["repeat_penalty"] == 1.0                  # off since Ollama v0.32.10
     assert set(merged) == set(OPTIONS)
     assert merge_options(None, None, 8192)["num_ctx"] == 8192
     assert merge_options(None, {"num_ctx": 100000}, 2048, max_num_ctx=8192)["num_ctx"] == 8192

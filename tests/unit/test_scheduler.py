@@ -589,3 +589,21 @@ def test_a_model_that_only_partly_fits_beside_another_evicts_it_first() -> None:
         await sched.close()
 
     run(scenario)
+
+
+def test_the_default_context_is_ollamas_vram_tier_less_the_overhead() -> None:
+    async def scenario() -> None:
+        log: list[str] = []
+        assert await make_scheduler(log).default_num_ctx() == 4096       # no GPU runtime
+        assert await gpu_scheduler(log, devices=[]).default_num_ctx() == 4096
+        for total, overhead, tier in ((48 * GIB, 0, 262144), (48 * GIB, 2 * GIB, 32768),
+                                      (24 * GIB, 0, 32768), (22 * GIB, 0, 4096),
+                                      (2 * GIB, 0, 4096)):
+            device = {**LAVAPIPE, "free": total, "total": total}
+            sched = gpu_scheduler(log, devices=[device], gpu_overhead_bytes=overhead)
+            assert await sched.default_num_ctx() == tier, (total, overhead)
+        two = [{**LAVAPIPE, "free": 24 * GIB, "total": 24 * GIB},
+               {**LAVAPIPE, "id": "Vulkan1", "free": 24 * GIB, "total": 24 * GIB}]
+        assert await gpu_scheduler(log, devices=two).default_num_ctx() == 262144
+
+    run(scenario)

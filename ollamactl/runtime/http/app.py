@@ -117,10 +117,10 @@ def create_app(config: ServerConfig, *, scheduler: Scheduler | None = None,
             app.state.scheduler.events = app.state.metrics
         sched = app.state.scheduler.config
         log.info("server config host=%s models=%s keep_alive=%s num_parallel=%d "
-                 "max_loaded_models=%d max_queue=%d context_length=%d env=%s",
+                 "max_loaded_models=%d max_queue=%d context_length=%s env=%s",
                  config.host, config.models, go_duration(config.keep_alive_s),
                  sched.num_parallel, sched.max_loaded_models, sched.max_queue,
-                 config.context_length, dict(config.environment))
+                 config.context_length or "auto (VRAM tier)", dict(config.environment))
         try:
             prune(app.state.store, noprune=config.noprune)
         except ModelError as exc:

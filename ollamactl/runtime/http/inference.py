@@ -288,9 +288,10 @@ async def prepare(request: Request, model_name: str, options: Any, keep_alive: A
     if not model_name:
         raise ApiError(400, "model is required") if chat else ApiError(404, "model '' not found")
     model = resolve_model(store_of(request), model_name)
-    config = request.app.state.config
+    default_ctx = request.app.state.config.context_length or \
+        await scheduler_of(request).default_num_ctx()
     try:
-        merged = merge_options(model.params, options, config.context_length,
+        merged = merge_options(model.params, options, default_ctx,
                                max_num_ctx=model.details.context_length)
     except InvalidOption as exc:
         raise ApiError(400, str(exc)) from None

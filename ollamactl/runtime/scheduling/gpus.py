@@ -29,8 +29,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from ollamactl.humanize import GIB
 from ollamactl.runtime.runner.config import RunnerConfig
 from ollamactl.runtime.scheduling import placement
+from ollamactl.runtime.store.options import DEFAULT_NUM_CTX
 
 if TYPE_CHECKING:
     from ollamactl.runtime.builds.gpu_backends import GpuRuntime
@@ -40,6 +42,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("ollamactl.runtime.gpus")
 
 DISCOVERY_TIMEOUT_S = 60.0
+
+# Ollama's default num_ctx tiers by the GPUs' VRAM, less OLLAMA_GPU_OVERHEAD (server/routes.go)
+CONTEXT_TIERS = ((47 * GIB, 262144), (23 * GIB, 32768))
+
+
+def context_tier(usable_vram: int) -> int:
+    """The default num_ctx for this much VRAM: 262144 from 47 GiB, 32768 from 23 GiB, else
+    4096 (so 4096 without a GPU)."""
+    return next((ctx for floor, ctx in CONTEXT_TIERS if usable_vram >= floor), DEFAULT_NUM_CTX)
 
 
 @dataclass(frozen=True)
@@ -140,6 +151,11 @@ class Gpus:
         if reasons:
             self.problem = "the GPU runtime failed to start (" + "; ".join(reasons) + ")"
         return None
+
+    def usable_vram(self, overhead: int) -> int:
+        """Total VRAM of the devices the runners will use, less the overhead kept on each."""
+        backend = self.backend()
+        return sum(max(0, d.total_bytes - overhead) for d in backend.devices) if backend else 0
 
     def plan(self, info: GGUFInfo | None, config: RunnerConfig, *, estimate_bytes: int,
              held: Mapping[str, int], overhead: int = 0, spread: bool = False) -> LoadPlan:

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from ollamactl.humanize import bytes_iec
 from ollamactl.runtime.runner.config import RunnerConfig
 from ollamactl.runtime.scheduling import placement
-from ollamactl.runtime.scheduling.gpus import Gpus, LoadPlan, cpu_plan
+from ollamactl.runtime.scheduling.gpus import Gpus, LoadPlan, context_tier, cpu_plan
 from ollamactl.runtime.scheduling.memory import MemoryState, probe_memory
 from ollamactl.runtime.scheduling.runner_client import (
     ReadyInfo,
@@ -46,6 +46,7 @@ from ollamactl.runtime.scheduling.runner_client import (
     RunnerFailed,
     RunnerProcess,
 )
+from ollamactl.runtime.store.options import DEFAULT_NUM_CTX
 
 if TYPE_CHECKING:
     from ollamactl.runtime.store.gguf import GGUFInfo
@@ -192,6 +193,14 @@ class Scheduler:
         self.waiting = 0                 # requests waiting for a load or for a lease
         self._load_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+
+    async def default_num_ctx(self) -> int:
+        """num_ctx for a request that, like its model and OLLAMA_CONTEXT_LENGTH, sets none: the
+        tier of the GPUs' VRAM (Ollama 0.33), 4096 without a GPU."""
+        if self.gpus is None:
+            return DEFAULT_NUM_CTX
+        return context_tier(await asyncio.to_thread(self.gpus.usable_vram,
+                                                    self.config.gpu_overhead_bytes))
 
     # -- acquiring and releasing --------------------------------------------------------------
 

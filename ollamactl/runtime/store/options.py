@@ -20,7 +20,9 @@ from ollamactl.logrecords import request_field
 # a stable source= for log readers, whatever the module's path (see ollamactl.runtime)
 log = logging.getLogger("ollamactl.runtime.options")
 
-DEFAULT_NUM_CTX = 2048  # the seed's default (Ollama ≤ v0.6.6)
+# Without a GPU, Ollama 0.33's default (the seed's 2048 was v0.6.6's); the server takes a larger
+# tier from its GPUs' VRAM (scheduling.gpus.context_tier) unless OLLAMA_CONTEXT_LENGTH is set.
+DEFAULT_NUM_CTX = 4096
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_NUM_CTX = 1 << 24  # far above any model's trained context; stops absurd allocations
 MAX_STOP_SEQUENCES = 64
@@ -70,7 +72,8 @@ OPTIONS: dict[str, OptionSpec] = {spec.name: spec for spec in (
     _o("repeat_last_n", "int", 64, -1, INT64_MAX, "look-back for repetition penalties"),
     _o("temperature", "float", 0.8, 0.0, None, "sampling temperature"),
     # 1.1 in the seed's Ollama generation (1.0 from v0.32.10).
-    _o("repeat_penalty", "float", 1.1, 0.0, None, "penalty for repeated tokens"),
+    # 1.0 (off) from Ollama v0.32.10 on; the seed's 1.1 is what older versions used
+    _o("repeat_penalty", "float", 1.0, 0.0, None, "penalty for repeated tokens"),
     _o("presence_penalty", "float", 0.0, None, None, "penalty for tokens already present"),
     _o("frequency_penalty", "float", 0.0, None, None, "penalty by token frequency"),
     _o("stop", "stop", None, doc="stop sequences (PARAMETER stop may repeat)"),
