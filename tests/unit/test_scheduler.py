@@ -470,6 +470,14 @@ LAVAPIPE = {"id": "Vulkan0", "description": "llvmpipe", "kind": "gpu",
             "free": 2 * GIB, "total": 2 * GIB}
 
 
+async def whole_model_placement() -> Any:
+    """SmolLM2's placement when it goes wholly on lavapipe's 2 GiB."""
+    probe = gpu_scheduler([], devices=[LAVAPIPE])
+    whole = (await probe.acquire(gpu_ref("a"), cfg("a"), None)).loaded.placement
+    await probe.close()
+    return whole
+
+
 def test_a_model_that_fits_goes_wholly_on_the_gpu_and_discovery_runs_once() -> None:
     async def scenario() -> None:
         log: list[str] = []
@@ -494,9 +502,7 @@ def test_gpu_overhead_leaves_room_for_part_of_the_model_and_ps_shows_the_split()
         from ollamactl.humanize import processor_text
 
         log: list[str] = []
-        full = gpu_scheduler(log, devices=[LAVAPIPE])
-        whole = (await full.acquire(gpu_ref("a"), cfg("a"), None)).loaded.placement
-        await full.close()
+        whole = await whole_model_placement()
         # the whole model's VRAM is the backend's minimum, the graph and the layers: leave
         # room for about half the layers
         layers = whole.vram_bytes - whole.graph_bytes - 457 * 2**20
@@ -572,9 +578,7 @@ def test_a_gpu_load_that_fails_is_retried_once_on_the_cpu_with_the_reason() -> N
 def test_a_model_that_only_partly_fits_beside_another_evicts_it_first() -> None:
     async def scenario() -> None:
         log: list[str] = []
-        probe = gpu_scheduler(log, devices=[LAVAPIPE])
-        whole = (await probe.acquire(gpu_ref("a"), cfg("a"), None)).loaded.placement
-        await probe.close()
+        whole = await whole_model_placement()
         # room for one model and a half (each counts the backend's minimum, as in Ollama):
         # beside the first, the second would not fit whole
         free = whole.vram_bytes + whole.vram_bytes // 2

@@ -240,6 +240,19 @@ def estimate(info: GGUFInfo, devices: Sequence[Device], *, num_ctx: int, num_par
     def fits(index: int, size: int) -> bool:
         return devices[index].free_bytes > gpu_overhead + allocations[index] + graph_max + size
 
+    def assign(turn: int, size: int, *, drop_full: bool) -> bool:
+        """Ollama's round robin: the device at ``turn % j`` of those left takes ``size`` if it
+        fits; with ``drop_full`` one that cannot take a layer leaves the rotation."""
+        for j in range(len(with_space), 0, -1):
+            index = with_space[turn % j]
+            if fits(index, size):
+                allocations[index] += size
+                counts[index] += 1
+                return True
+            if drop_full:
+                del with_space[turn % j]
+        return False
+
     placed = 0
     for block in reversed(range(blocks)):  # llama.cpp offloads the last layers first
         if f"blk.{block}" in groups:  # layer sizes may differ
@@ -247,27 +260,15 @@ def estimate(info: GGUFInfo, devices: Sequence[Device], *, num_ctx: int, num_par
         if 0 <= num_gpu <= placed:
             overflow += layer_size
             continue
-        for j in range(len(with_space), 0, -1):
-            index = with_space[block % j]
-            if fits(index, layer_size):
-                allocations[index] += layer_size
-                counts[index] += 1
-                placed += 1
-                break
-            del with_space[block % j]
-        if not with_space:
+        if assign(block, layer_size, drop_full=True):
+            placed += 1
+        else:
             overflow += layer_size
     fully_loaded = placed >= blocks
 
     if output_size > 0:
-        if num_gpu < 0 or placed < num_gpu:
-            for j in range(len(with_space), 0, -1):
-                index = with_space[placed % j]
-                if fits(index, output_size):
-                    allocations[index] += output_size
-                    counts[index] += 1
-                    placed += 1
-                    break
+        if (num_gpu < 0 or placed < num_gpu) and assign(placed, output_size, drop_full=False):
+            placed += 1
         if placed < blocks + 1:
             fully_loaded = False
             overflow += output_size
