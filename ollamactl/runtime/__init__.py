@@ -3,7 +3,7 @@
 Packages, each importing only those below it (imports run one way, and no module imports
 another that imports it back, function-level imports included):
 
-- ``http``: the HTTP layer (FastAPI): the app and its lifespan, the one route table, the
+- ``http``: the HTTP layer (Starlette): the app and its lifespan, the one route table, the
   Ollama and OpenAI routes, request limits and guards. Imports ``scheduling``, ``prompting``,
   ``store`` and, from ``runner``, only :mod:`~ollamactl.runtime.runner.config` (the load
   options a request asks a runner for).

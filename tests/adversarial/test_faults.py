@@ -20,7 +20,7 @@ from typing import Any
 import psutil
 import pytest
 import requests
-from fastapi.testclient import TestClient
+from starlette.testclient import TestClient
 
 from ollamactl.host import detect
 from ollamactl.runtime.http.app import create_app

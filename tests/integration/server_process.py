@@ -45,16 +45,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def runner_processes(server_pid: int) -> list[psutil.Process]:
-    """The runner subprocesses of the server."""
+def runner_processes(server_pid: int, *, spare: bool = False) -> list[psutil.Process]:
+    """The runner subprocesses of the server that hold a model; with ``spare``, also the spare
+    runner that waits for its first load (it has mapped no model file yet)."""
     found = []
     for child in children_of(server_pid):
         try:
-            if "ollamactl.runtime.runner" in " ".join(child.cmdline()):
+            argv = child.cmdline()
+            if "ollamactl.runtime.runner.main" not in argv:
+                continue
+            if spare or argv[-1] != "--spare" or holds_a_model(child):
                 found.append(child)
         except psutil.NoSuchProcess:
             continue
     return found
+
+
+def holds_a_model(process: psutil.Process) -> bool:
+    """Whether ``process`` has a model blob mapped or open (a spare runner has neither)."""
+    paths = [m.path for m in process.memory_maps()] + [f.path for f in process.open_files()]
+    return any("/blobs/sha256-" in path for path in paths)
 
 
 def runner_pids(server_pid: int) -> list[int]:

@@ -1,4 +1,4 @@
-"""The FastAPI application: lifespan (store + scheduler), request ids, logging, error bodies.
+"""The Starlette application: lifespan (store + scheduler), request ids, logging, error bodies.
 
 ``create_app(config)`` assembles the app from explicit parts: the route table of
 :mod:`routes`, one ASGI middleware that gives every request an id and logs one line when it
@@ -12,15 +12,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import itertools
 import logging
 import sys
 import time
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from ollamactl.errors import ModelError
 from ollamactl.humanize import go_duration
@@ -32,6 +34,7 @@ from ollamactl.runtime.http.routes import routes
 from ollamactl.runtime.http.security import RequestGuard
 from ollamactl.runtime.scheduling.gpus import Gpus
 from ollamactl.runtime.scheduling.memory import gpu_count
+from ollamactl.runtime.scheduling.runner_client import RunnerProcess, SpareRunner
 from ollamactl.runtime.scheduling.scheduler import Scheduler, SchedulerConfig
 from ollamactl.runtime.store.manifests import Store
 from ollamactl.runtime.store.prune import prune
@@ -104,15 +107,16 @@ def scheduler_config(config: ServerConfig) -> SchedulerConfig:
 
 
 def create_app(config: ServerConfig, *, scheduler: Scheduler | None = None,
-               store: Store | None = None) -> FastAPI:
+               store: Store | None = None) -> Starlette:
     """The server app; the lifespan owns the scheduler and stops every runner at shutdown."""
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.config = config
         app.state.store = store or Store(config.models)
+        spare = SpareRunner() if scheduler is None else None
         app.state.scheduler = scheduler or Scheduler(
-            scheduler_config(config), gpus=Gpus(requested=config.environment.get(
-                "OLLAMA_LLM_LIBRARY", "")))
+            scheduler_config(config), spawn=functools.partial(RunnerProcess, spare=spare),
+            gpus=Gpus(requested=config.environment.get("OLLAMA_LLM_LIBRARY", "")))
         if app.state.metrics is not None:
             app.state.scheduler.events = app.state.metrics
         sched = app.state.scheduler.config
@@ -127,20 +131,23 @@ def create_app(config: ServerConfig, *, scheduler: Scheduler | None = None,
             log.warning("blob pruning skipped: %s", exc)
         from ollamactl.runtime.prompting import template_worker
 
-        # a template worker and the GPU discovery ready for the first request, started beside
-        # serving, not before it
+        # a template worker, the GPU discovery and a spare runner ready for the first
+        # request, started beside serving, not before it
         loop = asyncio.get_running_loop()
         warming = [loop.run_in_executor(None, template_worker.warm)]
         if (gpus := app.state.scheduler.gpus) is not None:
             warming.append(loop.run_in_executor(None, gpus.backend))
+        if spare is not None:
+            warming.append(asyncio.ensure_future(spare.start_for_server()))
         try:
             yield
         finally:
             await asyncio.gather(*warming)
             await app.state.scheduler.close()
+            if spare is not None:
+                await spare.close()
 
-    app = FastAPI(routes=routes(metrics=config.metrics), lifespan=lifespan, openapi_url=None,
-                  docs_url=None, redoc_url=None)
+    app = Starlette(routes=routes(metrics=config.metrics), lifespan=lifespan)
     app.state.metrics = None
     if config.metrics:  # prometheus_client is imported only when metrics are served
         from ollamactl.runtime.http.metrics import RequestMetrics, ServerMetrics

@@ -14,10 +14,9 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-from fastapi import Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from ollamactl import __version__
 from ollamactl.errors import ModelError, OllamactlError
@@ -49,7 +48,7 @@ from ollamactl.runtime.store.options import InvalidOption, validate_options
 # -- listing and inspection -----------------------------------------------------------------------
 
 
-async def root() -> Response:
+async def root(request: Request) -> Response:
     return PlainTextResponse("Ollama is running")
 
 
@@ -59,7 +58,7 @@ async def root() -> Response:
 OLLAMA_API_VERSION = "0.33.0"
 
 
-async def version() -> Response:
+async def version(request: Request) -> Response:
     return JSONResponse({"version": OLLAMA_API_VERSION, "ollamactl": __version__})
 
 
@@ -156,7 +155,8 @@ async def delete(request: Request) -> Response:
     return Response(status_code=200)
 
 
-async def head_blob(request: Request, digest: str) -> Response:
+async def head_blob(request: Request) -> Response:
+    digest = request.path_params["digest"]
     try:
         exists = store_of(request).has_blob(digest)
     except InvalidDigest:
@@ -172,7 +172,8 @@ class UploadStalled(Exception):
     """A blob upload sent no bytes for BLOB_IDLE_TIMEOUT_S; its temp file is removed."""
 
 
-async def post_blob(request: Request, digest: str) -> Response:
+async def post_blob(request: Request) -> Response:
+    digest = request.path_params["digest"]
     store = store_of(request)
     try:
         expected = validate_digest(digest)

@@ -31,12 +31,12 @@ import importlib.metadata
 import time
 from collections.abc import Callable, Iterator
 
-from fastapi import Request
-from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
 
 from ollamactl import __version__
 from ollamactl.runtime.http.asgi import ASGIApp, Receive, Scope, Send, watch_response

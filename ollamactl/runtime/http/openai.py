@@ -21,9 +21,9 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from fastapi import Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ollamactl.runtime.http import inference
 from ollamactl.runtime.http.embeddings import InvalidVector, embed_texts, shape_vector

@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 import anyio
-from fastapi import Request
+from starlette.requests import Request
 
 from ollamactl.errors import ModelError
 from ollamactl.runtime.http.schemas import BadRequest, T, parse_body

@@ -42,10 +42,17 @@ class RunnerConfig:
                                 for k, v in json.loads(text).items()}
         return cls(**data)
 
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__)
+
     def to_argv(self) -> list[str]:
-        # -I: never import from the server's working directory or PYTHON* variables
-        return [sys.executable, "-I", "-m", "ollamactl.runtime.runner.main",
-                json.dumps(self.__dict__)]
+        return [*RUNNER_COMMAND, self.to_json()]
+
+
+# -I: never import from the server's working directory or PYTHON* variables
+RUNNER_COMMAND = (sys.executable, "-I", "-m", "ollamactl.runtime.runner.main")
+# a runner started ahead of its first load: it takes its config as the first frame on stdin
+SPARE_FLAG = "--spare"
 
 
 def physical_cores() -> int:

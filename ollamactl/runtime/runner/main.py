@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any, BinaryIO
 
 from ollamactl.runtime.ipc import HEADER, decode_payload, encode_frame, frame_length
-from ollamactl.runtime.runner.config import RunnerConfig, physical_cores
+from ollamactl.runtime.runner.config import SPARE_FLAG, RunnerConfig, physical_cores
 from ollamactl.runtime.runner.sequences import INPUT_TOO_LONG, InputTooLong, error_frame
 
 # Tokenized prompt segments kept per runner (LRU), each at most this long.
@@ -217,16 +217,31 @@ def model_facts(llm: Any) -> tuple[int, int]:
 
 
 def main(argv: Sequence[str]) -> int:
-    """Entry point: protocol on a private dup of stdout, stdout itself redirected to stderr."""
-    config = RunnerConfig.from_json(argv[0])
+    """Entry point: protocol on a private dup of stdout, stdout itself redirected to stderr.
+
+    ``argv``: the config as JSON, or ``--spare``: a runner started before it is needed, which
+    readies llama.cpp and its CPU library first and then waits for its config as the first
+    frame on stdin (the server's first load then skips the interpreter's start)."""
     out = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)
     stdin = os.fdopen(os.dup(0), "rb")
+    spare = list(argv[:1]) == [SPARE_FLAG]
+    if spare:
+        try:
+            _ready_the_library()
+        except Exception as exc:
+            out.write(encode_frame({"t": "fatal", "msg": f"{type(exc).__name__}: {exc}"}))
+            return 1
+        header = stdin.read(HEADER.size)
+        if len(header) < HEADER.size:
+            return 0                  # never used: the server stopped or let it go
+        config = RunnerConfig.from_json(decode_payload(stdin.read(frame_length(header)))["config"])
+    else:
+        config = RunnerConfig.from_json(argv[0])
     runner = Runner(config, out)
     try:
-        from ollamactl.runtime.builds.loader import load_cpu_library
-
-        load_cpu_library()
+        if not spare:
+            _ready_the_library()
         runner.load()
     except Exception as exc:
         runner.send({"t": "fatal", "msg": f"{type(exc).__name__}: {exc}"})
@@ -235,6 +250,16 @@ def main(argv: Sequence[str]) -> int:
     reader.start()
     runner.serve()
     return 0
+
+
+def _ready_the_library() -> None:
+    """Import llama.cpp, register the CPU library the server chose and start the backends."""
+    import llama_cpp
+
+    from ollamactl.runtime.builds.loader import load_cpu_library
+
+    load_cpu_library()
+    llama_cpp.llama_backend_init()
 
 
 if __name__ == "__main__":

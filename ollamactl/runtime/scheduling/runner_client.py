@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ollamactl.runtime.builds.variants import Choice, VariantError
 from ollamactl.runtime.ipc import HEADER, ProtocolError, decode_payload, encode_frame, frame_length
-from ollamactl.runtime.runner.config import RunnerConfig
+from ollamactl.runtime.runner.config import RUNNER_COMMAND, SPARE_FLAG, RunnerConfig
 
 if TYPE_CHECKING:
     from ollamactl.runtime.builds.serving import CpuLibraries
@@ -86,16 +86,81 @@ def _failure(event: Mapping[str, Any]) -> RunnerFailed:
     return RunnerFailed(str(event["msg"]))
 
 
+class SpareRunner:
+    """One runner process started with the server, before any load asks for it: it imports
+    llama.cpp and registers the CPU library while the server answers its first requests, so
+    the first load skips ~0.1-0.2 s of interpreter start (:data:`SPARE_FLAG`). Used once; a
+    later load starts its own runner, so an idle server keeps no spare process."""
+
+    def __init__(self) -> None:
+        self.proc: asyncio.subprocess.Process | None = None
+        self.env: dict[str, str] | None = None
+        self.unused: asyncio.Task[None] | None = None
+
+    async def start(self, env: Mapping[str, str]) -> None:
+        self.env = dict(env)
+        self.proc = await asyncio.create_subprocess_exec(
+            *RUNNER_COMMAND, SPARE_FLAG, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, env=self.env, limit=2**20)
+        log.debug("spare runner started pid=%s", self.proc.pid)
+
+    async def start_for_server(self) -> None:
+        """Start the spare as the server's first load would start its runner (the CPU library
+        it would choose); nothing when none can serve (the load will say why)."""
+        from ollamactl.runtime.builds.serving import server_libraries
+
+        libraries = await asyncio.to_thread(server_libraries)
+        try:
+            choice = libraries.choose()
+        except VariantError:
+            return
+        try:
+            await self.start({**os.environ, **libraries.runner_env(choice)})
+        except OSError as exc:              # a spare is an optimisation: the load spawns anew
+            log.warning("no spare runner: %s", exc)
+
+    def take(self, env: Mapping[str, str]) -> asyncio.subprocess.Process | None:
+        """The spare, if it lives and was started with ``env`` (the same CPU library)."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.returncode is None and self.env == dict(env):
+            return proc
+        if proc is not None:                  # it died, or the CPU library changed since
+            self.unused = asyncio.ensure_future(_reap(proc))
+        return None
+
+    async def close(self) -> None:
+        """Stop an unused spare (the server stops): closing its stdin ends it."""
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            await _reap(proc)
+        if self.unused is not None:
+            await self.unused
+
+
+async def _reap(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), STOP_GRACE_S)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+
 class RunnerProcess:
     """A runner subprocess and the sequences in flight on it."""
 
     _ids = itertools.count(1)
 
     def __init__(self, config: RunnerConfig, *, env: Mapping[str, str] | None = None,
-                 libraries: CpuLibraries | None = None) -> None:
+                 libraries: CpuLibraries | None = None,
+                 spare: SpareRunner | None = None) -> None:
         self.config = config
         self.env = dict(env) if env is not None else None
         self.libraries = libraries
+        self.spare = spare
         self.library: Choice | None = None
         self.proc: asyncio.subprocess.Process | None = None
         self.ready: asyncio.Future[ReadyInfo] | None = None
@@ -131,11 +196,17 @@ class RunnerProcess:
             raise RunnerFailed(str(exc)) from None
         env = {**(self.env if self.env is not None else os.environ),
                **libraries.runner_env(self.library)}
-        self.proc = await asyncio.create_subprocess_exec(
-            *self.config.to_argv(), stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, env=env, limit=2**20)
-        log.info("runner started pid=%s model=%s num_ctx=%s parallel=%s", self.proc.pid,
-                 self.config.model_path, self.config.num_ctx, self.config.num_parallel)
+        spare = self.spare.take(env) if self.spare is not None else None
+        if spare is not None and spare.stdin is not None:
+            self.proc = spare
+            spare.stdin.write(encode_frame({"t": "config", "config": self.config.to_json()}))
+        else:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.config.to_argv(), stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE, env=env, limit=2**20)
+        log.info("runner started pid=%s model=%s num_ctx=%s parallel=%s%s", self.proc.pid,
+                 self.config.model_path, self.config.num_ctx, self.config.num_parallel,
+                 " (the spare)" if spare is not None else "")
         log.info("load_backend: runner pid=%s uses %s", self.proc.pid, self.library.describe())
         self.reader = asyncio.create_task(self._read_frames())
         try:
