@@ -52,7 +52,7 @@ def test_env_list_json(cli: Cli) -> None:
     rows = {r["name"]: r for r in json.loads(out)}
     assert code == 0
     assert rows["OLLAMA_KEEP_ALIVE"]["value"] == "5m"
-    assert rows["OLLAMA_CONTEXT_LENGTH"]["value"] == "2048"
+    assert rows["OLLAMA_CONTEXT_LENGTH"]["value"] == "0"     # the VRAM tier, as in Ollama
     assert all(r["source"] != "unset" for r in rows.values())
 
 
