@@ -118,7 +118,8 @@ def log_stamps(text: str) -> dict[str, float]:
             if f"msg={mark}" in line and name not in found:
                 found[name] = stamp
                 if name == "ready":
-                    found["load"] = float(line.rsplit(" in ", 1)[1].rstrip("s"))
+                    # "model loaded model=... in 0.18s layers=0/31 on CPU"
+                    found["load"] = float(line.split(" in ", 1)[1].split("s", 1)[0])
     return found
 
 
