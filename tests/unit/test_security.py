@@ -77,6 +77,8 @@ def test_allowed_origin_gets_cors_headers() -> None:
         assert preflight.status_code == 204
         assert "POST" in preflight.headers["access-control-allow-methods"]
         assert "x-stainless-os" in preflight.headers["access-control-allow-headers"]
+        allowed = preflight.headers["access-control-allow-headers"].split(", ")
+        assert {"x-api-key", "anthropic-version"} <= set(allowed)   # the Anthropic client
 
 
 def test_foreign_origin_gets_403() -> None:

@@ -35,6 +35,17 @@ _OPENAI_BODIES: dict[str, dict[str, Any]] = {
     "/v1/embeddings": {"type": "object", "required": ["model", "input"], "properties": {
         "model": {"type": "string"}, "input": {}, "encoding_format": {"type": "string"},
         "dimensions": {"type": "integer"}}},
+    "/v1/messages": {"type": "object", "required": ["model", "max_tokens", "messages"],
+                     "properties": {
+        "model": {"type": "string"}, "max_tokens": {"type": "integer"}, "messages": _MESSAGES,
+        "system": {}, "stream": {"type": "boolean"}, "temperature": {"type": "number"},
+        "stop_sequences": {"type": "array"}, "tools": {"type": "array"}, "tool_choice": {},
+        "thinking": {}}},
+    "/v1/responses": {"type": "object", "required": ["model", "input"], "properties": {
+        "model": {"type": "string"}, "input": {}, "instructions": {"type": "string"},
+        "stream": {"type": "boolean"}, "max_output_tokens": {"type": "integer"},
+        "temperature": {"type": "number"}, "tools": {"type": "array"}, "reasoning": {},
+        "text": {}}},
     "/api/embed": {"type": "object", "properties": {
         "model": {"type": "string"}, "input": {}, "truncate": {"type": "boolean"},
         "options": {"type": "object"}, "keep_alive": {}, "dimensions": {"type": "integer"}}},

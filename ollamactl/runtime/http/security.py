@@ -31,6 +31,8 @@ DEFAULT_ORIGINS: tuple[str, ...] = (
 ALLOWED_METHODS = "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS"
 ALLOWED_HEADERS = ", ".join((
     "Authorization", "Content-Type", "User-Agent", "Accept", "X-Requested-With", "OpenAI-Beta",
+    # the Anthropic client's (/v1/messages), for a browser's preflight
+    "x-api-key", "anthropic-version", "anthropic-beta", "anthropic-dangerous-direct-browser-access",
     *(f"x-stainless-{name}" for name in (
         "arch", "async", "custom-poll-interval", "helper-method", "lang", "os",
         "package-version", "poll-helper", "retry-count", "runtime", "runtime-version",
