@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -70,3 +71,75 @@ def tiny_model(path: Path, *, chat_template: str | None = None,
         kvs.append(kv_string("tokenizer.chat_template", chat_template))
     kvs.extend(extra or [])
     return write(path, build(kvs))
+
+
+def kv_f32(key: str, value: float) -> bytes:
+    return gstr(key) + struct.pack("<If", 6, value)
+
+
+def _tensors(specs: Sequence[tuple[str, tuple[int, ...], int, bytes]], alignment: int = 32
+             ) -> tuple[list[bytes], bytes]:
+    """Tensor records and the data section for ``(name, shape, type id, bytes)`` specs."""
+    infos: list[bytes] = []
+    data = b""
+    for name, shape, type_id, raw in specs:
+        data += b"\x00" * (-len(data) % alignment)
+        infos.append(tensor_info(name, shape, type_id, len(data)))
+        data += raw
+    return infos, data
+
+
+def tiny_llama(path: Path, *, file_type: int = 1, n_embd: int = 256, seed: int = 0) -> Path:
+    """A one-block llama with random weights (F16 matrices when ``file_type`` is 1, else F32;
+    F32 norms): enough for llama.cpp's quantizer, whose k-quants want rows of 256."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n_vocab, n_ff, heads = 32, n_embd, 4
+    matrix_type = 1 if file_type == 1 else 0
+    dtype = np.float16 if matrix_type == 1 else np.float32
+
+    def matrix(name: str, shape: tuple[int, int]) -> tuple[str, tuple[int, ...], int, bytes]:
+        values = (rng.standard_normal(shape[0] * shape[1]) * 0.02).astype(dtype)
+        return name, shape, matrix_type, values.tobytes()
+
+    def norm(name: str) -> tuple[str, tuple[int, ...], int, bytes]:
+        return name, (n_embd,), 0, np.ones(n_embd, dtype=np.float32).tobytes()
+
+    specs = [matrix("token_embd.weight", (n_embd, n_vocab)), norm("output_norm.weight"),
+             matrix("output.weight", (n_embd, n_vocab)), norm("blk.0.attn_norm.weight"),
+             matrix("blk.0.attn_q.weight", (n_embd, n_embd)),
+             matrix("blk.0.attn_k.weight", (n_embd, n_embd)),
+             matrix("blk.0.attn_v.weight", (n_embd, n_embd)),
+             matrix("blk.0.attn_output.weight", (n_embd, n_embd)),
+             norm("blk.0.ffn_norm.weight"), matrix("blk.0.ffn_gate.weight", (n_embd, n_ff)),
+             matrix("blk.0.ffn_up.weight", (n_embd, n_ff)),
+             matrix("blk.0.ffn_down.weight", (n_ff, n_embd))]
+    infos, data = _tensors(specs)
+    kvs = [kv_string("general.architecture", "llama"), kv_u32("general.file_type", file_type),
+           kv_u32("llama.block_count", 1), kv_u32("llama.context_length", 256),
+           kv_u32("llama.embedding_length", n_embd), kv_u32("llama.feed_forward_length", n_ff),
+           kv_u32("llama.attention.head_count", heads),
+           kv_u32("llama.attention.head_count_kv", heads),
+           kv_f32("llama.attention.layer_norm_rms_epsilon", 1e-5),
+           kv_u32("llama.vocab_size", n_vocab)]
+    return write(path, build(kvs, infos, data=data))
+
+
+def tiny_lora(path: Path, *, architecture: str = "llama", n_embd: int = 576, rank: int = 4,
+              strength: float = 0.0) -> Path:
+    """A LoRA adapter GGUF as llama.cpp's convert_lora_to_gguf writes one, for block 0's
+    attn_q of a model ``n_embd`` wide (SmolLM2-135M: 576): lora_a [n_embd, rank],
+    lora_b [rank, n_embd], F32. lora_b is random times ``strength``: 0 changes nothing."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal(n_embd * rank).astype(np.float32)
+    b = (rng.standard_normal(rank * n_embd) * strength).astype(np.float32)
+    specs = [("blk.0.attn_q.weight.lora_a", (n_embd, rank), 0, a.tobytes()),
+             ("blk.0.attn_q.weight.lora_b", (rank, n_embd), 0, b.tobytes())]
+    infos, data = _tensors(specs)
+    kvs = [kv_string("general.architecture", architecture),
+           kv_string("general.type", "adapter"), kv_string("adapter.type", "lora"),
+           kv_f32("adapter.lora.alpha", float(rank))]
+    return write(path, build(kvs, infos, data=data))

@@ -1,4 +1,5 @@
-"""Model commands that talk to a running server: list, ps, show, pull, create, rm, cp, stop MODEL.
+"""Model commands that talk to a running server: list, ps, show, pull, push, create, rm, cp,
+stop MODEL.
 
 Each command is thin: build the request, call :class:`ollamactl.client.Client`, render
 a table like Ollama's CLI (``NAME ID SIZE PROCESSOR CONTEXT UNTIL`` for ``ps``).
@@ -209,6 +210,17 @@ def pull(model: str = typer.Argument(..., help="Model name, e.g. smollm2:135m.")
     progress.close()
 
 
+def push(model: str = typer.Argument(..., help="Model name, e.g. host:5000/me/model:tag."),
+         insecure: bool = typer.Option(False, "--insecure",
+                                       help="Use plain http to reach the registry.")) -> None:
+    """Push a model to its registry."""
+    client = make_client()
+    progress = Progress()
+    for item in client.push(model, insecure=insecure):
+        progress.update(item)
+    progress.close()
+
+
 class Progress:
     """One status line per step on stderr; a percentage bar for steps with a total."""
 
@@ -240,7 +252,10 @@ class Progress:
 
 def create(model: str = typer.Argument(..., help="Name of the new model."),
            file: Path = typer.Option(Path("Modelfile"), "--file", "-f",
-                                     help="Modelfile to read.")) -> None:
+                                     help="Modelfile to read."),
+           quantize: str | None = typer.Option(
+               None, "--quantize", "-q",
+               help="Quantize F16/F32 weights to this type (q4_K_M, q4_K_S, q8_0).")) -> None:
     """Create a model from a Modelfile (FROM a GGUF file or an existing model)."""
     from ollamactl.runtime.store.modelfile import parse_modelfile
 
@@ -250,12 +265,15 @@ def create(model: str = typer.Argument(..., help="Name of the new model."),
         raise UsageError(f"cannot read {file}: {(exc.strerror or str(exc)).lower()}") from exc
     spec = parse_modelfile(text, file.resolve().parent)
     client = make_client()
+    fields = spec.create_fields() | ({"quantize": quantize} if quantize else {})
+    if spec.adapters:
+        fields["adapters"] = {path.name: upload_blob(client, path) for path in spec.adapters}
     if spec.from_path is not None:
-        digest = upload_blob(client, spec.from_path)
-        steps = client.create(model, **spec.create_fields(),
-                              files={spec.from_path.name: digest})
+        files = {path.name: upload_blob(client, path)
+                 for path in (spec.from_path, *spec.more_files)}
+        steps = client.create(model, **fields, files=files)
     else:
-        steps = client.create(model, **spec.create_fields(), from_model=spec.from_model)
+        steps = client.create(model, **fields, from_model=spec.from_model)
     progress = Progress()
     for item in steps:
         progress.update(item)
@@ -317,6 +335,7 @@ def register(app: typer.Typer) -> None:
     app.command("ls", hidden=True)(list_models)  # Ollama's alias
     app.command("show")(show)
     app.command("pull")(pull)
+    app.command("push")(push)
     app.command("create")(create)
     app.command("rm")(rm)
     app.command("cp")(cp)

@@ -7,13 +7,17 @@ replies are matched by ``id``, so one runner can serve several sequences at once
 Server -> runner:
     {"t": "gen", "id": 7, "segments": [[text, parse_special], ...], "context": [ids] | null,
      "options": {...per-sequence sampling options...}, "want_context": bool,
-     "grammar": {"gbnf": text, "triggers": [regex, ...] (lazy only)} | null}
+     "grammar": {"gbnf": text, "triggers": [regex, ...] (lazy only)} | null,
+     "logprobs": bool, "top_logprobs": 0..20, "images": [base64, ...] (only with images)}
     {"t": "embed", "id": 8, "inputs": [text, ...], "truncate": bool}
     {"t": "cancel", "id": 7}
 Runner -> server:
     {"t": "ready", "n_ctx": 4096, "n_ctx_train": 8192, "load_ns": 123, "gpu_layers": 0, ...}
-    {"t": "toks", "items": [[7, "text"], [9, "te"]]}  one decode step: the text of each
-                                                 sequence's sampled token (text may be "")
+    {"t": "toks", "items": [[7, "text"], [9, "te", [{logprob}, ...]]]}  one decode step:
+                                                 the text of each sequence's sampled token
+                                                 (may be ""), and for a sequence that asked
+                                                 for logprobs those (Ollama's api.Logprob)
+                                                 of the text that goes out
     {"t": "done", "id": 7, "reason": "stop", "prompt_n": 9, "prompt_ns": 1, "eval_n": 8,
      "eval_ns": 2, "context": [ids] | null}
     {"t": "emb", "id": 8, "vectors": [[float, ...]], "prompt_n": 12}

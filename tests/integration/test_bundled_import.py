@@ -30,9 +30,19 @@ def test_import_bundled(tmp_path: Path, name: str, family: str, quantization: st
                         parameters: str) -> None:
     store = Store(tmp_path)
     statuses: list[str] = []
-    model = bundled.import_bundled(store, name,
-                                   progress=lambda status, done, total: statuses.append(status))
+    layer_frames: list[tuple[str | None, int | None, int | None]] = []
+
+    def progress(status: str, done: int | None, total: int | None, *,
+                 digest: str | None = None) -> None:
+        statuses.append(status)
+        if status.startswith("pulling ") and status != "pulling manifest":
+            layer_frames.append((digest, done, total))
+
+    model = bundled.import_bundled(store, name, progress=progress)
     expected = bundled.expected_digest(bundled.BUNDLED[name])
+    # Ollama's pull frames: every byte count names its layer's digest
+    assert layer_frames and all(d == expected for d, _, _ in layer_frames)
+    assert layer_frames[-1][1] == layer_frames[-1][2] == model.model_path.stat().st_size
     assert model.model_digest == expected
     assert _sha256(model.model_path) == expected
     assert model.name.display == name

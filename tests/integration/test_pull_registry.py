@@ -1,5 +1,7 @@
 """Pull from a registry this test starts on 127.0.0.1, serving the real SmolLM2 GGUF: progress,
-resume after an interrupted transfer, corrupted blobs rejected, token realms, /api/pull, CLI."""
+resume after an interrupted transfer, corrupted blobs rejected, token realms, /api/pull, CLI;
+and push to it (Docker v2 uploads): /api/push, `ollamactl push`, the official client's push,
+then pulled back into a fresh store."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 import requests
@@ -22,6 +25,7 @@ from ollamactl.runtime.store import registry
 from ollamactl.runtime.store.blobs import DigestMismatch
 from ollamactl.runtime.store.manifests import Store
 from ollamactl.runtime.store.models import MEDIA_MODEL
+from tests.gguf_builder import tiny_model
 from tests.integration.server_process import running_server, smollm2_gguf
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -44,6 +48,9 @@ class FakeRegistry:
     url: str = ""
     cdn: str = ""                              # redirect blob requests to this base URL
     cdn_auth: list[str] = field(default_factory=list)   # Authorization headers the CDN saw
+    uploads: dict[str, bytearray] = field(default_factory=dict)    # upload id -> bytes so far
+    pushes: list[tuple[str, str]] = field(default_factory=list)   # (method, path) of uploads
+    repo_blobs: set[tuple[str, str]] = field(default_factory=set)   # (namespace/model, digest)
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +134,66 @@ def fake_registry(gguf_bytes: bytes) -> Iterator[FakeRegistry]:
                 if start else {}
             self._send(206 if start else 200, data[start:], headers)
 
+        def _push_allowed(self) -> bool:
+            state.pushes.append((self.command, self.path))
+            if state.token and self.headers.get("Authorization") != f"Bearer {state.token}":
+                self._send(401, b"", {"WWW-Authenticate": f'Bearer realm="{state.realm}",'
+                                      'service="fake",scope="repository:me/tiny:push,pull"'})
+                return False
+            return True
+
+        def do_HEAD(self) -> None:
+            if self._push_allowed():
+                repository, digest = "/".join(self.path.split("/")[2:4]), \
+                    self.path.rsplit("/", 1)[-1]
+                self._send(200 if (repository, digest) in state.repo_blobs else 404, b"")
+
+        def do_POST(self) -> None:
+            if not self._push_allowed():
+                return
+            repository = "/".join(self.path.split("/")[2:4])
+            query = parse_qs(self.path.partition("?")[2])
+            if "mount" in query and (query["from"][0], query["mount"][0]) in state.repo_blobs:
+                state.repo_blobs.add((repository, query["mount"][0]))
+                self._send(201, b"")
+                return
+            upload = f"u{len(state.uploads)}"
+            state.uploads[upload] = bytearray()
+            self._send(202, b"", {"Docker-Upload-Location":
+                                  f"/v2/{repository}/blobs/uploads/{upload}?_s=0"})
+
+        def do_PATCH(self) -> None:
+            if not self._push_allowed():
+                return
+            path = self.path.partition("?")[0]
+            received = state.uploads[path.rsplit("/", 1)[-1]]
+            data = self.rfile.read(int(self.headers["Content-Length"]))
+            if int(self.headers["Content-Range"].split("-")[0]) != len(received):
+                self._send(416, b"")
+                return
+            received += data
+            self._send(202, b"", {"Location": f"{path}?_s={len(received)}",
+                                  "Range": f"0-{len(received) - 1}"})
+
+        def do_PUT(self) -> None:
+            if not self._push_allowed():
+                return
+            path, _, query = self.path.partition("?")
+            parts = path.split("/")
+            if parts[-2] == "manifests":
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                state.manifests[f"{parts[2]}/{parts[3]}/{parts[-1]}"] = body
+                self._send(201, b"")
+                return
+            data = bytes(state.uploads.pop(parts[-1]))
+            digest = parse_qs(query)["digest"][0]
+            if _digest(data) != digest:
+                self._send(400, b'{"errors":[{"code":"DIGEST_INVALID"}]}')
+                return
+            state.blobs[digest] = data
+            state.repo_blobs.add((f"{parts[2]}/{parts[3]}", digest))
+            self._send(201, b"")
+
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     state.url = f"127.0.0.1:{server.server_port}"
     state.realm = f"http://{state.url}/token"
@@ -148,7 +215,7 @@ def test_pull_with_progress(tmp_path: Path, fake_registry: FakeRegistry,
     store = Store(tmp_path / "models")
     seen: list[tuple[str, int | None, int | None]] = []
     model = registry.pull(store, f"{fake_registry.url}/library/tiny", insecure=True,
-                          progress=lambda s, c, t: seen.append((s, c, t)))
+                          progress=lambda s, c, t, digest=None: seen.append((s, c, t)))
     assert model.name.display == f"{fake_registry.url}/library/tiny:latest"
     assert model.model_path.read_bytes() == gguf_bytes
     statuses = [s for s, _, _ in seen]
@@ -270,3 +337,145 @@ def test_bad_digest_is_400_before_any_file_access(tmp_path: Path) -> None:
             assert requests.post(f"{url}/api/blobs/{traversal}", data=b"x",
                                  timeout=10).status_code in (400, 404)
     assert not (models / "blobs").exists() or not any((models / "blobs").iterdir())
+
+
+# -- push ---------------------------------------------------------------------------------------
+
+def _layer_frames(lines: list[dict[str, Any]], verb: str) -> dict[str, list[dict[str, Any]]]:
+    """The byte-count frames of each layer, by digest; each names its layer in its status."""
+    frames: dict[str, list[dict[str, Any]]] = {}
+    for line in lines:
+        if str(line.get("status", "")).startswith(f"{verb} ") and "digest" in line:
+            assert line["status"] == f"{verb} {line['digest'][7:19]}"
+            frames.setdefault(line["digest"], []).append(line)
+    return frames
+
+
+def _check_layer_frames(frames: dict[str, list[dict[str, Any]]],
+                        sizes: dict[str, int]) -> None:
+    assert set(frames) == set(sizes)
+    for digest, layer in frames.items():
+        assert all(frame["total"] == sizes[digest] for frame in layer)
+        done = [frame.get("completed", 0) for frame in layer]
+        assert done == sorted(done) and done[-1] == sizes[digest]
+
+
+def _blob_sizes(manifest: bytes) -> dict[str, int]:
+    data = json.loads(manifest)
+    return {item["digest"]: item["size"] for item in [*data["layers"], data["config"]]}
+
+
+def test_push_through_the_api_the_cli_and_the_ollama_client_then_pull_back(
+        tmp_path: Path, fake_registry: FakeRegistry) -> None:
+    import ollama
+
+    from ollamactl.runtime.store.create import create_model
+
+    models = tmp_path / "models"
+    store = Store(models)
+    name = f"{fake_registry.url}/me/tiny:v1"
+    create_model(store, name, model_digest=store.import_file(smollm2_gguf()),
+                 system="You are tiny.")
+    local = store.resolve(name)
+    assert local.manifest_path is not None
+    manifest = local.manifest_path.read_bytes()
+    sizes = _blob_sizes(manifest)
+    with running_server(models, {}, tmp_path / "server.log") as (url, _):
+        lines = [json.loads(line) for line in requests.post(
+            f"{url}/api/push", json={"model": name, "insecure": True}, stream=True,
+            timeout=120).iter_lines() if line]
+        assert lines[0] == {"status": "retrieving manifest"}
+        assert lines[-2:] == [{"status": "pushing manifest"}, {"status": "success"}]
+        _check_layer_frames(_layer_frames(lines, "pushing"), sizes)
+        assert fake_registry.manifests["me/tiny/v1"] == manifest
+        assert all(fake_registry.blobs[digest] == store.blob_path(digest).read_bytes()
+                   for digest in sizes)
+        assert not fake_registry.uploads
+
+        env = {**os.environ, "OLLAMA_HOST": url.removeprefix("http://"), "NO_PROXY": "*"}
+        uploads = len([p for p in fake_registry.pushes if p[0] == "POST"])
+        cli = subprocess.run([sys.executable, "-m", "ollamactl", "push", name, "--insecure"],
+                             env=env, capture_output=True, text=True, timeout=120)
+        assert cli.returncode == 0, cli.stderr
+        assert "success" in cli.stderr
+        assert len([p for p in fake_registry.pushes if p[0] == "POST"]) == uploads  # all there
+
+        requests.post(f"{url}/api/copy", json={"source": name,
+                                               "destination": f"{fake_registry.url}/me/tiny:v2"},
+                      timeout=10).raise_for_status()
+        with ollama.Client(host=url) as official:
+            frames = list(official.push(f"{fake_registry.url}/me/tiny:v2", insecure=True,
+                                        stream=True))
+        assert frames[-1].status == "success"
+        assert {f.digest for f in frames if f.digest} == set(sizes)
+        assert fake_registry.manifests["me/tiny/v2"] == manifest
+
+        missing = requests.post(f"{url}/api/push", json={
+            "model": f"{fake_registry.url}/me/nothing", "insecure": True}, timeout=10)
+        assert missing.status_code == 404
+        assert missing.json() == {"error": f"model '{fake_registry.url}/me/nothing' not found"}
+        refused = subprocess.run([sys.executable, "-m", "ollamactl", "push",
+                                  f"{fake_registry.url}/me/nothing", "--insecure"], env=env,
+                                 capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 1 and "not found" in refused.stderr
+        assert "Traceback" not in refused.stderr
+
+        # Gone here, pulled back through the API: each layer's frames name it and count up.
+        requests.delete(f"{url}/api/delete", json={"model": name},
+                        timeout=10).raise_for_status()
+        requests.delete(f"{url}/api/delete", json={"model": f"{fake_registry.url}/me/tiny:v2"},
+                        timeout=10).raise_for_status()
+        assert not any(store.has_blob(digest) for digest in sizes)
+        pulled = [json.loads(line) for line in requests.post(
+            f"{url}/api/pull", json={"model": name, "insecure": True}, stream=True,
+            timeout=120).iter_lines() if line]
+        assert pulled[0] == {"status": "pulling manifest"}
+        assert pulled[-1] == {"status": "success"}
+        _check_layer_frames(_layer_frames(pulled, "pulling"), sizes)
+        assert store.resolve(name).manifest_digest == local.manifest_digest
+
+    fresh = registry.pull(Store(tmp_path / "fresh"), name, insecure=True)
+    assert fresh.manifest_digest == local.manifest_digest
+    assert fresh.model_path is not None
+    assert fresh.model_path.read_bytes() == smollm2_gguf().read_bytes()
+
+
+def test_push_with_a_bearer_token(tmp_path: Path, fake_registry: FakeRegistry) -> None:
+    from ollamactl.runtime.store.create import create_model
+    from ollamactl.runtime.store.push import push
+
+    fake_registry.token = "s3cret"
+    store = Store(tmp_path / "models")
+    name = f"{fake_registry.url}/me/tiny"
+    create_model(store, name, model_digest=store.import_file(tiny_model(tmp_path / "t.gguf")))
+    seen: list[str] = []
+    push(store, name, insecure=True, progress=lambda s, c, t, digest=None: seen.append(s))
+    assert seen[0] == "retrieving manifest" and seen[-1] == "success"
+    assert "me/tiny/latest" in fake_registry.manifests
+    assert len([p for p, _ in fake_registry.requests if p.startswith("/token")]) == 1
+    assert fake_registry.pushes[0][0] == "HEAD"
+
+
+def test_push_mounts_the_layers_of_the_model_it_came_from(tmp_path: Path,
+                                                          fake_registry: FakeRegistry) -> None:
+    from ollamactl.runtime.store.create import create_model
+    from ollamactl.runtime.store.push import push
+
+    store = Store(tmp_path / "models")
+    base = f"{fake_registry.url}/me/base"
+    create_model(store, base, model_digest=store.import_file(tiny_model(tmp_path / "t.gguf")))
+    push(store, base, insecure=True)
+    child = create_model(store, f"{fake_registry.url}/me/child", from_model=base, system="s")
+    weights = child.layers[0]
+    assert weights.from_model == f"{base}:latest"
+    fake_registry.pushes.clear()
+    seen: list[tuple[str, int | None, str | None]] = []
+    push(store, f"{fake_registry.url}/me/child", insecure=True,
+         progress=lambda s, c, t, digest=None: seen.append((s, c, digest)))
+    mounts = [path for method, path in fake_registry.pushes if method == "POST" and
+              f"mount={weights.digest.replace(':', '%3A')}&from=me%2Fbase" in path]
+    assert len(mounts) == 1
+    assert (f"pushing {weights.digest[7:19]}", weights.size, weights.digest) in seen
+    assert not [path for method, path in fake_registry.pushes
+                if method == "PATCH" and "child" in path and weights.digest in path]
+    assert ("me/child", weights.digest) in fake_registry.repo_blobs

@@ -49,6 +49,13 @@ REQUIRES 0.6.0
     assert fields["parameters"]["num_ctx"] == 4096 and fields["system"] == "You are terse."
 
 
+def test_adapter_names_a_lora_file_beside_the_modelfile(tmp_path: Path) -> None:
+    tiny_model(tmp_path / "lora.gguf")
+    spec = parse_modelfile("FROM smollm2:135m\nADAPTER ./lora.gguf", tmp_path)
+    assert spec.adapters == ((tmp_path / "lora.gguf").resolve(),)
+    assert "adapters" not in spec.create_fields()      # the CLI uploads them, then names them
+
+
 def test_from_model_name_and_home_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert parse_modelfile("FROM smollm2:135m", tmp_path).from_model == "smollm2:135m"
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -59,7 +66,8 @@ def test_from_model_name_and_home_paths(tmp_path: Path, monkeypatch: pytest.Monk
 @pytest.mark.parametrize(("text", "line", "fragment"), [
     ("FROM x\nPARAMETER bogus 1", 2, "unknown parameter 'bogus'"),
     ("FROM x\nPARAMETER top_k abc", 2, 'option "top_k" must be of type integer'),
-    ("FROM x\n\nADAPTER ./lora.gguf", 3, "ADAPTER (LoRA) is not supported"),
+    ("FROM x\n\nADAPTER ./lora.gguf", 3, "no such file"),
+    ("FROM x\nADAPTER llama3", 2, "ADAPTER 'llama3' is not a file"),
     ("FROM x\nFOO bar", 2, "unknown instruction 'FOO'"),
     ("FROM x\nMESSAGE robot hi", 2, 'message role must be one of "system", "user", or'),
     ("FROM x\nSYSTEM \"\"\"open\nnever closed", 2, 'unterminated """'),

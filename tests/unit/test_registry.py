@@ -18,7 +18,7 @@ def test_https_unless_insecure() -> None:
     assert _client("reg.example:5000/team/tiny", insecure=True).base == "http://reg.example:5000"
     client = _client("tiny")
     assert client.base == "https://registry.ollama.ai"
-    assert client._url("manifests", "latest") == \
+    assert client.url("manifests", "latest") == \
         "https://registry.ollama.ai/v2/library/tiny/manifests/latest"
 
 

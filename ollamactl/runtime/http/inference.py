@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ollamactl.errors import OllamactlError
+from ollamactl.runtime.http.images import BadImage, check_base64, tag_content, tag_messages
 from ollamactl.runtime.http.requests import (
     CLIENT_GONE,
     NDJSON,
@@ -41,9 +42,11 @@ from ollamactl.runtime.http.schemas import (
     BadRequest,
     ChatRequest,
     GenerateRequest,
+    Logprobs,
     ThinkValue,
     created_at,
     parse_keep_alive,
+    parse_logprobs,
     parse_think,
 )
 from ollamactl.runtime.prompting.capabilities import template_features
@@ -65,11 +68,17 @@ from ollamactl.runtime.prompting.tools import (
 )
 from ollamactl.runtime.runner.config import RunnerConfig
 from ollamactl.runtime.scheduling.memory import estimate_model_bytes
-from ollamactl.runtime.scheduling.runner_client import Finished, RunnerFailed, RunnerRefused
+from ollamactl.runtime.scheduling.runner_client import (
+    Finished,
+    RunnerFailed,
+    RunnerRefused,
+    Token,
+)
 from ollamactl.runtime.scheduling.scheduler import Lease, ModelRef, ModelTooLarge, QueueFull
 from ollamactl.runtime.store import gguf
 from ollamactl.runtime.store.models import LocalModel
 from ollamactl.runtime.store.options import InvalidOption, merge_options
+from ollamactl.runtime.store.projector import projector_path
 
 if TYPE_CHECKING:
     from ollamactl.runtime.http.metrics import ServerMetrics
@@ -124,7 +133,10 @@ class Inference:
             num_batch=int(options["num_batch"]), num_thread=int(options["num_thread"]),
             num_gpu=int(options["num_gpu"]),
             use_mmap=True if options.get("use_mmap") is None else bool(options["use_mmap"]),
-            flash_attention=config.flash_attention)
+            flash_attention=config.flash_attention,
+            projector=projector_path(store_of(request), model),
+            adapters=tuple(str(store_of(request).blob_path(digest))
+                           for digest in model.adapter_digests))
 
     def model_ref(self) -> ModelRef:
         info = gguf.read_metadata(self.model.model_path)
@@ -185,20 +197,27 @@ class Inference:
         return JSONResponse(body)
 
     async def run(self, segments: list[tuple[str, bool]], *, stream: bool,
-                  chunk: Callable[[str], dict[str, Any] | None],
-                  final: Callable[[str, Finished, dict[str, int]], dict[str, Any]],
+                  chunk: Callable[[str, list[dict[str, Any]]], dict[str, Any] | None],
+                  final: Callable[[str, Finished, dict[str, int], list[dict[str, Any]]],
+                                  dict[str, Any]],
                   context: list[int] | None = None, want_context: bool = False,
                   grammar: dict[str, Any] | None = None, shift: bool = True,
-                  truncate: bool = True) -> Response:
-        """Run one sequence and answer with NDJSON chunks or a single object; ``chunk`` may
-        hold a piece back (None), ``grammar`` constrains decoding (see
-        :mod:`~ollamactl.runtime.prompting.grammar`)."""
+                  truncate: bool = True, logprobs: Logprobs | None = None,
+                  images: list[str] | None = None) -> Response:
+        """Run one sequence and answer with NDJSON chunks or a single object. ``chunk`` gets
+        a token's text and logprobs and may hold a piece back (None: it must not when given
+        logprobs, which Ollama streams as they come); ``final`` gets the rest of the text and,
+        unstreamed, every logprob. ``grammar`` constrains decoding (see
+        :mod:`~ollamactl.runtime.prompting.grammar`); ``images`` (base64) are those the
+        prompt's ``[img-N]`` tags name."""
         scheduler = scheduler_of(self.request)
         grammar = await _compiled(grammar)
         lease = await _while_connected(self.request, self.acquire())
-        events = lease.loaded.process.generate(segments, self.sampling(), context=context,
-                                               want_context=want_context, grammar=grammar,
-                                               shift=shift, truncate=truncate)
+        events = lease.loaded.process.generate(
+            segments, self.sampling(), context=context, want_context=want_context,
+            grammar=grammar, shift=shift, truncate=truncate,
+            logprobs=logprobs is not None, top_logprobs=logprobs.top if logprobs else 0,
+            images=images)
         try:
             first = await _while_connected(self.request, anext(events))
             first_ns = None if isinstance(first, Finished) else time.perf_counter_ns()
@@ -211,23 +230,24 @@ class Inference:
             raise
 
         if not stream:
-            async def collect() -> tuple[list[str], Finished]:
-                pieces: list[str] = []
+            async def collect() -> tuple[list[Token], Finished]:
+                tokens: list[Token] = []
                 event = first
                 while not isinstance(event, Finished):
-                    pieces.append(event)
+                    tokens.append(event)
                     event = await anext(events)
-                return pieces, event
+                return tokens, event
 
             try:
-                pieces, done = await _while_connected(self.request, collect())
+                tokens, done = await _while_connected(self.request, collect())
             except RunnerFailed as exc:
                 raise ApiError(500, str(exc)) from None
             finally:
                 scheduler.release(lease)
                 await events.aclose()
             self.count(done, first_ns)
-            return JSONResponse(final("".join(pieces), done, self.metrics(lease, done)))
+            return JSONResponse(final("".join(t.text for t in tokens), done,
+                                      self.metrics(lease, done), _logprobs_of(tokens)))
 
         released = False
 
@@ -237,10 +257,10 @@ class Inference:
                 released = True
                 scheduler.release(lease)
 
-        async def pump(queue: asyncio.Queue[str | Finished | RunnerFailed]) -> None:
+        async def pump(queue: asyncio.Queue[Token | Finished | RunnerFailed]) -> None:
             """Drain the runner whatever the client does: a reader that stalls (its socket
             full) must not keep the slot, so the slot is given back when the sequence ends."""
-            event: str | Finished = first
+            event: Token | Finished = first
             try:
                 while True:
                     queue.put_nowait(event)
@@ -254,7 +274,7 @@ class Inference:
                 release_once()
 
         async def body() -> AsyncIterator[bytes]:
-            queue: asyncio.Queue[str | Finished | RunnerFailed] = asyncio.Queue()
+            queue: asyncio.Queue[Token | Finished | RunnerFailed] = asyncio.Queue()
             task = asyncio.create_task(pump(queue))
             try:
                 while True:
@@ -263,9 +283,10 @@ class Inference:
                         yield ndjson_line({"error": str(event)})
                         return
                     if isinstance(event, Finished):
-                        yield ndjson_line(final("", event, self.metrics(lease, event)))
+                        yield ndjson_line(final("", event, self.metrics(lease, event), []))
                         return
-                    if event and (piece := chunk(event)) is not None:
+                    if (event.text or event.logprobs) and \
+                            (piece := chunk(event.text, list(event.logprobs))) is not None:
                         yield ndjson_line(piece)
             finally:
                 with anyio.CancelScope(shield=True):  # a client that hung up cancels the rest
@@ -300,6 +321,8 @@ async def prepare(request: Request, model_name: str, options: Any, keep_alive: A
 
 async def generate(request: Request) -> Response:
     req = await parse_request(request, GenerateRequest)
+    _check_images(req.images or ())
+    logprobs = _parsed_logprobs(req.logprobs, req.top_logprobs)
     think = _parsed_think(req.think)
     if req.raw and (req.template or req.system or req.context):
         raise ApiError(400, "raw mode does not support template, system, or context")
@@ -315,9 +338,12 @@ async def generate(request: Request) -> Response:
         return await inference.load_only(unload=False, chat=False)
     from ollamactl.runtime.prompting.prompt import render_generate
 
+    text = req.prompt if req.raw or not req.images else \
+        tag_content(req.prompt, 0, len(req.images))
     prompt = await _rendered(request, lambda: render_generate(
-        inference.model, req.prompt, system=req.system, template=req.template, raw=req.raw,
-        include_model_messages=not req.context, think=think.template_values()))
+        inference.model, text, system=req.system, template=req.template, raw=req.raw,
+        include_model_messages=not req.context, think=think.template_values(),
+        suffix=req.suffix))
     reply = ReplySplitter(_thinking_parser(inference.model, think, prompt), None)
     name = req.model
 
@@ -329,11 +355,14 @@ async def generate(request: Request) -> Response:
         out["done"] = done
         return out
 
-    def chunk(text: str) -> dict[str, Any] | None:
+    def chunk(text: str, token_logprobs: list[dict[str, Any]]) -> dict[str, Any] | None:
         piece = reply.feed(text)
-        return body(piece, done=False) if piece else None
+        if not (piece or token_logprobs):
+            return None
+        return _with_logprobs(body(piece, done=False), token_logprobs)
 
-    def final(text: str, done: Finished, metrics: dict[str, int]) -> dict[str, Any]:
+    def final(text: str, done: Finished, metrics: dict[str, int],
+              token_logprobs: list[dict[str, Any]]) -> dict[str, Any]:
         piece, rest = reply.feed(text), reply.finish()
         out = body(Piece(piece.thinking + rest.thinking, piece.content + rest.content),
                    done=True)
@@ -341,17 +370,20 @@ async def generate(request: Request) -> Response:
         if done.context is not None:
             out["context"] = done.context
         out.update(metrics)
-        return out
+        return _with_logprobs(out, token_logprobs)
 
     return await inference.run(list(prompt.segments), stream=req.stream is not False,
                                chunk=chunk, final=final, context=req.context,
                                want_context=not req.raw, grammar=grammar,
                                shift=req.shift is not False,
-                               truncate=req.truncate is not False)
+                               truncate=req.truncate is not False, logprobs=logprobs,
+                               images=req.images)
 
 
 async def chat(request: Request) -> Response:
     req = await parse_request(request, ChatRequest)
+    _check_images(image for m in req.messages or () for image in m.images or ())
+    logprobs = _parsed_logprobs(req.logprobs, req.top_logprobs)
     think = _parsed_think(req.think)
     grammar = _format_constraint(req.format)
     try:
@@ -372,6 +404,7 @@ async def chat(request: Request) -> Response:
     from ollamactl.runtime.prompting.prompt import render_chat
 
     messages = [m.model_dump(exclude_none=True) | {"role": m.role.lower()} for m in req.messages]
+    tagged_images = tag_messages(messages)
     try:
         messages = prepare_messages(messages,
                                     template_has_tools="tools" in inference.model.capabilities)
@@ -394,24 +427,55 @@ async def chat(request: Request) -> Response:
             body["tool_calls"] = [call.to_native() for call in piece.calls]
         return body
 
-    def chunk(text: str) -> dict[str, Any] | None:
+    def chunk(text: str, token_logprobs: list[dict[str, Any]]) -> dict[str, Any] | None:
         piece = reply.feed(text)
-        if not piece:
+        if not (piece or token_logprobs):
             return None
-        return {"model": name, "created_at": created_at(), "message": message(piece),
-                "done": False}
+        return _with_logprobs({"model": name, "created_at": created_at(),
+                               "message": message(piece), "done": False}, token_logprobs)
 
-    def final(text: str, done: Finished, metrics: dict[str, int]) -> dict[str, Any]:
+    def final(text: str, done: Finished, metrics: dict[str, int],
+              token_logprobs: list[dict[str, Any]]) -> dict[str, Any]:
         piece, rest = reply.feed(text), reply.finish()
         whole = Piece(piece.thinking + rest.thinking, piece.content + rest.content,
                       piece.calls + rest.calls)
-        return {"model": name, "created_at": created_at(), "message": message(whole),
-                "done_reason": done.reason, "done": True, **metrics}
+        return _with_logprobs({"model": name, "created_at": created_at(),
+                               "message": message(whole), "done_reason": done.reason,
+                               "done": True, **metrics}, token_logprobs)
 
     return await inference.run(list(prompt.segments), stream=req.stream is not False,
                                chunk=chunk, final=final, grammar=grammar,
                                shift=req.shift is not False,
-                               truncate=req.truncate is not False)
+                               truncate=req.truncate is not False, logprobs=logprobs,
+                               images=tagged_images)
+
+
+def _check_images(images: Iterable[str]) -> None:
+    """Ollama's 400 for an image that is not base64 (its JSON decoding of ``[]byte``)."""
+    try:
+        check_base64(images)
+    except BadImage as exc:
+        raise ApiError(400, str(exc)) from None
+
+
+def _parsed_logprobs(logprobs: bool, top_logprobs: int) -> Logprobs | None:
+    """What the request asked of logprobs (None: none), ``top_logprobs`` checked first as
+    Ollama checks it, whether or not ``logprobs`` is on."""
+    try:
+        return parse_logprobs(logprobs, top_logprobs)
+    except BadRequest as exc:
+        raise ApiError(400, str(exc)) from None
+
+
+def _logprobs_of(tokens: Iterable[Token]) -> list[dict[str, Any]]:
+    return [entry for token in tokens for entry in token.logprobs]
+
+
+def _with_logprobs(body: dict[str, Any], logprobs: list[dict[str, Any]]) -> dict[str, Any]:
+    """``body`` with Ollama's ``logprobs`` list, left out when empty (its omitempty)."""
+    if logprobs:
+        body["logprobs"] = logprobs
+    return body
 
 
 def _parsed_think(value: Any) -> ThinkValue:

@@ -1,14 +1,17 @@
 """Ollama's other routes: ``/`` and ``/api/version``, listing and inspection (``/api/tags``,
 ``/api/ps``, ``/api/show``) and managing the store (``/api/copy``, ``/api/delete``,
-``/api/blobs/<digest>``, ``/api/create``, ``/api/pull``), with Ollama's fields, statuses and
-error texts. Blocking store work runs in the thread pool.
+``/api/blobs/<digest>``, ``/api/create``, ``/api/pull``, ``/api/push``), with Ollama's fields,
+statuses and error texts. Blocking store work runs in the thread pool; create, pull and push
+stream their progress as the work goes (:func:`stream_work`): bad input is refused with a 4xx
+before the stream starts, a failure after that is the stream's last line, ``{"error": ...}``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -25,25 +28,41 @@ from ollamactl.runtime.http.requests import (
     ApiError,
     ndjson_line,
     parse_request,
+    read_json,
     resolve_model,
     scheduler_of,
     store_of,
     thread_limiter,
 )
-from ollamactl.runtime.http.schemas import CopyRequest, CreateRequest, ModelRequest, local_time
+from ollamactl.runtime.http.schemas import (
+    BadRequest,
+    CopyRequest,
+    CreateRequest,
+    ModelRequest,
+    local_time,
+    parse_body,
+)
 from ollamactl.runtime.store import gguf
 from ollamactl.runtime.store.blobs import (
     BlobNotFound,
     DigestMismatch,
     InsufficientSpace,
     InvalidDigest,
+    LayerProgress,
     validate_digest,
 )
-from ollamactl.runtime.store.create import create_model
+from ollamactl.runtime.store.create import CreatePlan, prepare_create, write_model
 from ollamactl.runtime.store.manifests import ModelNotFound
 from ollamactl.runtime.store.models import LocalModel, model_info_of
 from ollamactl.runtime.store.names import InvalidModelName, ModelName
 from ollamactl.runtime.store.options import InvalidOption, validate_options
+from ollamactl.runtime.store.projector import projector_digests, projector_path
+
+# a stable source= for log readers, whatever the module's path (see ollamactl.runtime)
+log = logging.getLogger("ollamactl.runtime.management")
+
+# Byte counts of one step go out at most this often; a step's first and last always do.
+PROGRESS_INTERVAL_S = 0.06
 
 # -- listing and inspection -----------------------------------------------------------------------
 
@@ -118,6 +137,9 @@ async def show(request: Request) -> Response:
     }
     if req.verbose:
         body["tensors"] = model.tensors
+    if projector := projector_path(store_of(request), model):   # Ollama's projector_info
+        body["projector_info"] = model_info_of(
+            gguf.read_metadata(projector, keep_arrays=req.verbose), verbose=req.verbose)
     return JSONResponse({k: v for k, v in body.items() if v != "" and v != []} |
                         {"model_info": model_info, "details": body["details"]})
 
@@ -142,16 +164,29 @@ async def copy(request: Request) -> Response:
 
 
 async def delete(request: Request) -> Response:
+    """Remove a model, then unload only what was the deleted model's: the runner loaded under
+    its name, and the runner of its weights when no other model kept them. A runner that
+    another name loaded from weights both names share goes on serving."""
     req = await parse_request(request, ModelRequest)
     store = store_of(request)
-    model = await run_in_threadpool(resolve_model, store, req.target)
-    scheduler_of(request).expire(model.model_path)
+    try:
+        model: LocalModel | None = await run_in_threadpool(resolve_model, store, req.target)
+    except ApiError as exc:
+        if exc.status != 500:
+            raise
+        model = None    # damaged (its weights gone, say): it can be deleted all the same
     try:
         await run_in_threadpool(store.delete, req.target)
     except ModelNotFound:
         raise ApiError(404, f"model '{req.target}' not found") from None
     except ModelError as exc:
         raise ApiError(500, str(exc)) from None
+    name = model.name.display if model else ModelName.parse(req.target).display
+    weights = model.model_path if model and not model.model_path.exists() else None
+    scheduler = scheduler_of(request)
+    for loaded in scheduler.running():
+        if loaded.ref.name == name or loaded.ref.model_path == weights:
+            scheduler.expire(loaded.ref.model_path)
     return Response(status_code=200)
 
 
@@ -231,103 +266,52 @@ def _file_path_ok(name: str) -> bool:
         all(part not in (".", "..") for part in path.parts)
 
 
-async def create(request: Request) -> Response:
-    req = await parse_request(request, CreateRequest)
-    store = store_of(request)
-    try:
-        ModelName.parse(req.target)
-    except InvalidModelName:
-        raise ApiError(400, "invalid model name") from None
-    if not req.from_ and not req.files:
-        raise ApiError(400, "neither 'from' or 'files' was specified")
-    model_digest = None
-    for filename, digest in (req.files or {}).items():
-        if not _file_path_ok(filename):
-            raise ApiError(400, "file path must be relative")
-        if not digest:
-            raise ApiError(400, "invalid digest format")
-        try:
-            canonical = validate_digest(digest)
-        except InvalidDigest:
-            raise ApiError(400, "invalid digest format") from None
-        if model_digest is None or filename.endswith(".gguf"):
-            model_digest = canonical
-    try:
-        params = validate_options(req.parameters, strict=True)
-    except InvalidOption as exc:
-        raise ApiError(400, str(exc)) from None
-    license_texts = [req.license] if isinstance(req.license, str) else req.license
-    statuses: list[dict[str, Any]] = []
-
-    def progress(status: str, completed: int | None, total: int | None) -> None:
-        statuses.append({"status": status})
-
-    def work() -> LocalModel:
-        return create_model(
-            store, req.target, model_digest=model_digest,
-            from_model=None if req.files else req.from_,
-            template=req.template, system=req.system, params=params or None,
-            messages=[m.model_dump(exclude_none=True) for m in req.messages]
-            if req.messages else None, license=license_texts, progress=progress)
-
-    try:
-        await run_in_threadpool(work)
-    except (ModelNotFound, BlobNotFound, InvalidModelName) as exc:
-        raise ApiError(404 if isinstance(exc, ModelNotFound) else 400, str(exc)) from None
-    except gguf.InvalidGGUF as exc:
-        raise ApiError(400, f"invalid model file: {exc.reason}") from None
-    except ModelError as exc:
-        raise ApiError(400, str(exc)) from None
-    if req.stream is False:
-        return JSONResponse({"status": "success"})
-    return StreamingResponse(iter([ndjson_line(s) for s in statuses]), media_type=NDJSON)
-
-
-async def pull(request: Request) -> Response:
-    req = await parse_request(request, ModelRequest)
-    try:
-        ModelName.parse(req.target)
-    except InvalidModelName:
-        raise ApiError(400, "invalid model name") from None
-    from ollamactl.runtime.store import bundled, registry
-
-    store = store_of(request)
+async def stream_work(work: Callable[[LayerProgress], object], stream: bool | None
+                      ) -> Response:
+    """Run ``work(progress)`` in the thread pool and answer with its progress as it happens:
+    NDJSON frames (``status``, and ``digest``, ``total``, ``completed`` for byte counts), a
+    failure as a last ``{"error": ...}`` line; with ``stream: false``, the last frame alone
+    (a failure is a 500 then)."""
     loop = asyncio.get_running_loop()
     updates: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-    last_sent = [0.0]
+    last_sent: dict[str, float] = {}
 
-    def progress(status: str, completed: int | None, total: int | None) -> None:
+    def progress(status: str, completed: int | None, total: int | None, *,
+                 digest: str | None = None) -> None:
         now = time.monotonic()
-        final_step = completed is None or completed == total
-        if not final_step and now - last_sent[0] < 0.06:
+        step_ends = completed is None or completed == total
+        if not step_ends and status in last_sent and \
+                now - last_sent[status] < PROGRESS_INTERVAL_S:
             return
-        last_sent[0] = now
+        last_sent[status] = now
         item: dict[str, Any] = {"status": status}
+        if digest:
+            item["digest"] = digest
         if total:
             item["total"] = total
         if completed:
             item["completed"] = completed
         loop.call_soon_threadsafe(updates.put_nowait, item)
 
-    def work() -> None:
+    def run() -> None:
         try:
-            if bundled.is_bundled(req.target):  # installed packages first, then the registry
-                bundled.import_bundled(store, req.target, progress=progress)
-            else:
-                registry.pull(store, req.target, insecure=req.insecure, progress=progress)
+            work(progress)
         except OllamactlError as exc:
             loop.call_soon_threadsafe(updates.put_nowait, {"error": str(exc)})
+        except Exception:   # Ollama's recoverCreatePanic: the stream still ends with a reason
+            log.exception("model management work failed")
+            loop.call_soon_threadsafe(updates.put_nowait, {"error": "internal server error"})
         finally:
             loop.call_soon_threadsafe(updates.put_nowait, None)
 
-    task = asyncio.ensure_future(run_in_threadpool(work))
+    task = asyncio.ensure_future(run_in_threadpool(run))
 
     async def events() -> AsyncIterator[dict[str, Any]]:
         while (item := await updates.get()) is not None:
             yield item
         await task
 
-    if req.stream is False:
+    if stream is False:
         last: dict[str, Any] = {}
         async for item in events():
             last = item
@@ -340,3 +324,124 @@ async def pull(request: Request) -> Response:
             yield ndjson_line(item)
 
     return StreamingResponse(body(), media_type=NDJSON)
+
+
+def _checked_files(files: Any, field: str) -> dict[str, str]:
+    """A ``files``/``adapters`` map of relative file names to canonical digests.
+
+    Raises:
+        ApiError: 400 with Ollama's text for a bad path or digest.
+    """
+    if files is None:
+        return {}
+    if not isinstance(files, dict) or not all(isinstance(value, str) for value in
+                                              files.values()):
+        raise ApiError(400, f"invalid value for field {field!r}: expected a map of file "
+                            "names to digests")
+    checked: dict[str, str] = {}
+    for filename, digest in files.items():
+        if not _file_path_ok(filename):
+            raise ApiError(400, "file path must be relative")
+        try:
+            checked[filename] = validate_digest(digest)
+        except InvalidDigest:
+            raise ApiError(400, "invalid digest format") from None
+    return checked
+
+
+async def create(request: Request) -> Response:
+    """Ollama's CreateHandler: checks (a 4xx) before the stream, the work streamed live."""
+    body = await read_json(request)
+    try:
+        req = parse_body(CreateRequest, body)
+    except BadRequest as exc:
+        raise ApiError(400, str(exc)) from None
+    store = store_of(request)
+    try:
+        ModelName.parse(req.target)
+    except InvalidModelName:
+        raise ApiError(400, "invalid model name") from None
+    if not req.from_ and not req.files:
+        raise ApiError(400, "neither 'from' or 'files' was specified")
+    files = _checked_files(req.files, "files")
+    # "adapters" (file name -> digest, as Ollama's CreateRequest has it) is read from the body:
+    # CreateRequest has no field for it yet.
+    adapters = list(_checked_files(body.get("adapters"), "adapters").values())
+    try:
+        params = validate_options(req.parameters, strict=True)
+    except InvalidOption as exc:
+        raise ApiError(400, str(exc)) from None
+    license_texts = [req.license] if isinstance(req.license, str) else req.license
+
+    def prepare() -> CreatePlan:
+        # as Ollama's create, each GGUF is a model or a projector by its header
+        projectors = projector_digests(store, files.values())
+        model_digest = None
+        for filename, digest in files.items():
+            if digest not in projectors and (model_digest is None
+                                             or filename.endswith(".gguf")):
+                model_digest = digest
+        return prepare_create(store, req.target, model_digest=model_digest,
+                              from_model=None if req.files else req.from_,
+                              quantize_to=req.quantize, adapters=adapters,
+                              projectors=projectors)
+
+    try:
+        plan = await run_in_threadpool(prepare)
+    except (ModelNotFound, BlobNotFound, InvalidModelName) as exc:
+        raise ApiError(404 if isinstance(exc, ModelNotFound) else 400, str(exc)) from None
+    except gguf.InvalidGGUF as exc:
+        raise ApiError(400, f"invalid model file: {exc.reason}") from None
+    except ModelError as exc:
+        raise ApiError(400, str(exc)) from None
+
+    def work(progress: LayerProgress) -> LocalModel:
+        return write_model(
+            store, plan, template=req.template, system=req.system, params=params or None,
+            messages=[m.model_dump(exclude_none=True) for m in req.messages]
+            if req.messages else None, license=license_texts, progress=progress)
+
+    return await stream_work(work, req.stream)
+
+
+def _model_name(req: ModelRequest) -> str:
+    """The request's model name, checked (400 with Ollama's texts)."""
+    if not req.target:
+        raise ApiError(400, "model is required")
+    try:
+        ModelName.parse(req.target)
+    except InvalidModelName:
+        raise ApiError(400, "invalid model name") from None
+    return req.target
+
+
+async def pull(request: Request) -> Response:
+    req = await parse_request(request, ModelRequest)
+    name = _model_name(req)
+    from ollamactl.runtime.store import bundled, registry
+
+    store = store_of(request)
+
+    def work(progress: LayerProgress) -> None:
+        if bundled.is_bundled(name):  # installed packages first, then the registry
+            bundled.import_bundled(store, name, progress=progress)
+        else:
+            registry.pull(store, name, insecure=req.insecure, progress=progress)
+
+    return await stream_work(work, req.stream)
+
+
+async def push(request: Request) -> Response:
+    """Ollama's PushHandler; a model that is not here is a 404 before anything is sent."""
+    req = await parse_request(request, ModelRequest)
+    name = _model_name(req)
+    from ollamactl.runtime.store import push as pushing
+
+    store = store_of(request)
+    if not await run_in_threadpool(store.exists, name):
+        raise ApiError(404, f"model '{name}' not found")
+
+    def work(progress: LayerProgress) -> None:
+        pushing.push(store, name, insecure=req.insecure, progress=progress)
+
+    return await stream_work(work, req.stream)

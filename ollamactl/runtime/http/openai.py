@@ -4,6 +4,10 @@ Like Ollama's middleware, each request is translated into the native request, an
 the native handler in :mod:`inference` (same model resolution, scheduler, tools, grammar),
 and the native answer is translated back: one object, or SSE ``data:`` events ending in
 ``data: [DONE]``. Errors take OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``.
+Logprobs: chat's ``logprobs``/``top_logprobs`` pass through and come back as
+``choices[].logprobs.content`` (Ollama's api.Logprob entries, in each chunk that carries
+some); completions' integer ``logprobs`` asks for that many alternatives, and its
+``choices[].logprobs`` holds both Ollama's ``content`` and OpenAI's legacy lists.
 Quirks kept from the reference: ``stream`` defaults to false, absent ``temperature`` and
 ``top_p`` mean 1.0, ids are ``chatcmpl-``/``cmpl-`` plus 0..998, an empty store lists
 ``"data": null``. Thinking maps both ways: ``reasoning_effort`` / ``reasoning.effort`` become
@@ -27,10 +31,11 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ollamactl.runtime.http import inference
 from ollamactl.runtime.http.embeddings import InvalidVector, embed_texts, shape_vector
+from ollamactl.runtime.http.images import is_base64
 from ollamactl.runtime.http.requests import ApiError, resolve_model
 
 SSE = "text/event-stream"
-_IMAGE_PREFIXES = ("data:image/jpeg;base64,", "data:image/jpg;base64,", "data:image/png;base64,",
+IMAGE_PREFIXES = ("data:image/jpeg;base64,", "data:image/jpg;base64,", "data:image/png;base64,",
                    "data:image/webp;base64,", "data:;base64,")
 _ERROR_TYPES = {400: "invalid_request_error", 404: "not_found_error"}
 _EFFORTS: dict[str, bool | str] = {"none": False, "minimal": "low", "low": "low",
@@ -56,7 +61,7 @@ def _error_response(status: int, message: str) -> JSONResponse:
     return JSONResponse(error_body(status, message), status_code=status)
 
 
-def _openai_errors(handler: Callable[[Request], Awaitable[Response]]
+def openai_errors(handler: Callable[[Request], Awaitable[Response]]
                    ) -> Callable[[Request], Awaitable[Response]]:
     """Turn native and own errors raised by ``handler`` into OpenAI error bodies."""
     async def wrapped(request: Request) -> Response:
@@ -69,7 +74,7 @@ def _openai_errors(handler: Callable[[Request], Awaitable[Response]]
     return wrapped
 
 
-async def _json(request: Request) -> dict[str, Any]:
+async def request_body(request: Request) -> dict[str, Any]:
     raw = await request.body()
     if not raw.strip():
         raise OpenAIError(400, "missing request body")
@@ -82,7 +87,7 @@ async def _json(request: Request) -> dict[str, Any]:
     return body
 
 
-def _native_request(request: Request, body: dict[str, Any]) -> Request:
+def native_request(request: Request, body: dict[str, Any]) -> Request:
     """A request for a native handler: same app and client, the translated JSON body."""
     payload = json.dumps(body).encode()
     delivered = False
@@ -128,8 +133,8 @@ def _content_and_images(content: Any) -> tuple[str, list[str]]:
         elif kind == "image_url":
             url = part.get("image_url")
             url = url.get("url") if isinstance(url, dict) else url
-            prefix = next((p for p in _IMAGE_PREFIXES if str(url).startswith(p)), None)
-            if prefix is None:
+            prefix = next((p for p in IMAGE_PREFIXES if str(url).startswith(p)), None)
+            if prefix is None or not is_base64(str(url)[len(prefix):]):
                 raise OpenAIError(400, "invalid image input")
             images.append(str(url)[len(prefix):])
         else:
@@ -199,7 +204,7 @@ def think_from_effort(body: dict[str, Any]) -> bool | str | None:
         else body.get("reasoning_effort")
     if effort is None or effort == "":
         return None
-    if effort in _EFFORTS:
+    if isinstance(effort, str) and effort in _EFFORTS:
         return _EFFORTS[effort]
     raise OpenAIError(400, f"invalid reasoning value: {json.dumps(effort, ensure_ascii=False)} "
                            '(must be "minimal", "low", "medium", "high", "xhigh", "ultra", '
@@ -225,7 +230,7 @@ def _finish_reason(reason: str | None, has_calls: bool) -> str:
     return reason or "stop"
 
 
-async def _native_lines(response: Response) -> AsyncIterator[dict[str, Any]]:
+async def native_lines(response: Response) -> AsyncIterator[dict[str, Any]]:
     """The objects of a native answer: NDJSON chunks, or the one JSON object."""
     if not isinstance(response, StreamingResponse):
         yield json.loads(bytes(response.body))
@@ -241,13 +246,13 @@ async def _native_lines(response: Response) -> AsyncIterator[dict[str, Any]]:
         yield json.loads(pending)
 
 
-def _sse(obj: Any) -> bytes:
+def sse(obj: Any) -> bytes:
     return f"data: {json.dumps(obj, separators=(',', ':'), ensure_ascii=False)}\n\n".encode()
 
 
-@_openai_errors
+@openai_errors
 async def chat_completions(request: Request) -> Response:
-    body = await _json(request)
+    body = await request_body(request)
     model = str(body.get("model") or "")
     stream = body.get("stream") is True
     include_usage = stream and bool((body.get("stream_options") or {}).get("include_usage"))
@@ -263,13 +268,17 @@ async def chat_completions(request: Request) -> Response:
     think = think_from_effort(body)
     if think is not None:
         native["think"] = think
-    answer = await inference.chat(_native_request(request, native))
+    if body.get("logprobs") is not None:
+        native["logprobs"] = body["logprobs"]
+    if body.get("top_logprobs") is not None:
+        native["top_logprobs"] = body["top_logprobs"]
+    answer = await inference.chat(native_request(request, native))
     ident = f"chatcmpl-{random.randrange(999)}"
     created = int(time.time())
     head = {"id": ident, "created": created, "model": model, "system_fingerprint": "fp_ollama"}
 
     if not stream:
-        (final,) = [item async for item in _native_lines(answer)]
+        (final,) = [item async for item in native_lines(answer)]
         message = final.get("message") or {}
         calls = _openai_calls(message.get("tool_calls"))
         reply_message: dict[str, Any] = {"role": "assistant", "content": message.get("content")}
@@ -277,17 +286,20 @@ async def chat_completions(request: Request) -> Response:
             reply_message["reasoning"] = message["thinking"]
         if calls:
             reply_message["tool_calls"] = calls
-        return JSONResponse({**head, "object": "chat.completion", "choices": [{
+        choice: dict[str, Any] = {
             "index": 0, "message": reply_message,
-            "finish_reason": _finish_reason(final.get("done_reason"), bool(calls))}],
-            "usage": _usage(final)})
+            "finish_reason": _finish_reason(final.get("done_reason"), bool(calls))}
+        if final.get("logprobs"):
+            choice["logprobs"] = {"content": final["logprobs"]}
+        return JSONResponse({**head, "object": "chat.completion", "choices": [choice],
+                             "usage": _usage(final)})
 
     async def events() -> AsyncIterator[bytes]:
         first = True
         has_calls = False
-        async for item in _native_lines(answer):
+        async for item in native_lines(answer):
             if "error" in item:
-                yield _sse(error_body(500, str(item["error"])))
+                yield sse(error_body(500, str(item["error"])))
                 break
             message = item.get("message") or {}
             delta: dict[str, Any] = {}
@@ -300,29 +312,34 @@ async def chat_completions(request: Request) -> Response:
             deltas = [{"reasoning": message["thinking"]}] if message.get("thinking") else []
             if delta or not deltas:
                 deltas.append(delta)
+            logprobs = item.get("logprobs")  # on the first chunk of the item, as Ollama's
             for delta in deltas:
+                if not delta and logprobs:
+                    delta = {"content": ""}
                 if not delta and not (first and not item.get("done")):
                     continue
                 if first:
                     delta = {"role": "assistant", **delta}
                     first = False
-                yield _sse({**head, "object": "chat.completion.chunk", "choices": [{
-                    "index": 0, "delta": delta, "finish_reason": None}]})
+                choice = {"index": 0, "delta": delta, "finish_reason": None}
+                if logprobs:
+                    choice["logprobs"], logprobs = {"content": logprobs}, None
+                yield sse({**head, "object": "chat.completion.chunk", "choices": [choice]})
             if item.get("done"):
-                yield _sse({**head, "object": "chat.completion.chunk", "choices": [{
+                yield sse({**head, "object": "chat.completion.chunk", "choices": [{
                     "index": 0, "delta": {},
                     "finish_reason": _finish_reason(item.get("done_reason"), has_calls)}]})
                 if include_usage:
-                    yield _sse({**head, "object": "chat.completion.chunk", "choices": [],
+                    yield sse({**head, "object": "chat.completion.chunk", "choices": [],
                                 "usage": _usage(item)})
         yield b"data: [DONE]\n\n"
 
     return StreamingResponse(events(), media_type=SSE)
 
 
-@_openai_errors
+@openai_errors
 async def completions(request: Request) -> Response:
-    body = await _json(request)
+    body = await request_body(request)
     model = str(body.get("model") or "")
     prompt = body.get("prompt", "")
     if not isinstance(prompt, str):
@@ -333,34 +350,59 @@ async def completions(request: Request) -> Response:
                               "stream": stream}
     if body.get("suffix"):
         native["suffix"] = body["suffix"]
-    answer = await inference.generate(_native_request(request, native))
+    top = body.get("logprobs")
+    if isinstance(top, int) and not isinstance(top, bool) and top > 0:  # Ollama's reading
+        native.update(logprobs=True, top_logprobs=top)
+    answer = await inference.generate(native_request(request, native))
     head = {"id": f"cmpl-{random.randrange(999)}", "created": int(time.time()), "model": model,
             "system_fingerprint": "fp_ollama", "object": "text_completion"}
     if not stream:
-        (final,) = [item async for item in _native_lines(answer)]
+        (final,) = [item async for item in native_lines(answer)]
         return JSONResponse({**head, "choices": [{
-            "text": final.get("response", ""), "index": 0, "logprobs": None,
+            "text": final.get("response", ""), "index": 0,
+            "logprobs": _completion_logprobs(final.get("logprobs"), 0),
             "finish_reason": final.get("done_reason") or "stop"}], "usage": _usage(final)})
 
     zero = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
 
     async def events() -> AsyncIterator[bytes]:
-        async for item in _native_lines(answer):
+        offset = 0
+        async for item in native_lines(answer):
             if "error" in item:
-                yield _sse(error_body(500, str(item["error"])))
+                yield sse(error_body(500, str(item["error"])))
                 break
             done = bool(item.get("done"))
+            logprobs = _completion_logprobs(item.get("logprobs"), offset)
+            offset += len(item.get("response", ""))
             chunk: dict[str, Any] = {**head, "choices": [{
-                "text": item.get("response", ""), "index": 0, "logprobs": None,
+                "text": item.get("response", ""), "index": 0, "logprobs": logprobs,
                 "finish_reason": (item.get("done_reason") or "stop") if done else None}]}
             if include_usage:
                 chunk["usage"] = zero
-            yield _sse(chunk)
+            yield sse(chunk)
             if done and include_usage:
-                yield _sse({**head, "choices": [], "usage": _usage(item)})
+                yield sse({**head, "choices": [], "usage": _usage(item)})
         yield b"data: [DONE]\n\n"
 
     return StreamingResponse(events(), media_type=SSE)
+
+
+def _completion_logprobs(entries: list[dict[str, Any]] | None, offset: int
+                         ) -> dict[str, Any] | None:
+    """A completion choice's ``logprobs``: Ollama's entries as ``content`` and OpenAI's legacy
+    ``tokens``, ``token_logprobs``, ``top_logprobs`` (token -> logprob) and ``text_offset``
+    (from ``offset``, where this chunk's text starts); None when none were asked for."""
+    if not entries:
+        return None
+    offsets = []
+    for entry in entries:
+        offsets.append(offset)
+        offset += len(entry["token"])
+    return {"content": entries, "tokens": [e["token"] for e in entries],
+            "token_logprobs": [e["logprob"] for e in entries],
+            "top_logprobs": [{t["token"]: t["logprob"] for t in e.get("top_logprobs", ())}
+                             for e in entries],
+            "text_offset": offsets}
 
 
 def _model_entry(model: Any) -> dict[str, Any]:
@@ -368,22 +410,22 @@ def _model_entry(model: Any) -> dict[str, Any]:
             "created": int(model.modified_at.timestamp()), "owned_by": model.name.namespace}
 
 
-@_openai_errors
+@openai_errors
 async def list_models(request: Request) -> Response:
     models = await run_in_threadpool(request.app.state.store.list)
     return JSONResponse({"object": "list", "data": [_model_entry(m) for m in models] or None})
 
 
-@_openai_errors
+@openai_errors
 async def show_model(request: Request) -> Response:
     name = request.path_params["model"]
     model = await run_in_threadpool(resolve_model, request.app.state.store, name)
     return JSONResponse(_model_entry(model))
 
 
-@_openai_errors
+@openai_errors
 async def embeddings(request: Request) -> Response:
-    body = await _json(request)
+    body = await request_body(request)
     model = str(body.get("model") or "")
     value = body.get("input")
     if isinstance(value, str):

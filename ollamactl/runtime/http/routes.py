@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from ollamactl.runtime.http import embeddings, inference, management, openai
+from ollamactl.runtime.http import anthropic, embeddings, inference, management, openai, responses
 
 
 def route(path: str, endpoint: Callable[[Request], Awaitable[Response]], *,
@@ -44,6 +44,7 @@ def routes(*, metrics: bool = False) -> list[BaseRoute]:
         route("/api/blobs/{digest}", management.post_blob, methods=["POST"]),
         route("/api/create", management.create, methods=["POST"]),
         route("/api/pull", management.pull, methods=["POST"]),
+        route("/api/push", management.push, methods=["POST"]),
         route("/api/embed", embeddings.embed, methods=["POST"]),
         route("/api/embeddings", embeddings.embeddings_legacy, methods=["POST"]),
         route("/v1/chat/completions", openai.chat_completions, methods=["POST"]),
@@ -51,6 +52,8 @@ def routes(*, metrics: bool = False) -> list[BaseRoute]:
         route("/v1/models", openai.list_models, methods=["GET"]),
         route("/v1/models/{model:path}", openai.show_model, methods=["GET"]),
         route("/v1/embeddings", openai.embeddings, methods=["POST"]),
+        route("/v1/responses", responses.create_response, methods=["POST"]),
+        route("/v1/messages", anthropic.messages, methods=["POST"]),
     ]
     if metrics:
         from ollamactl.runtime.http.metrics import scrape

@@ -55,6 +55,8 @@ class GenerateRequest(_Request):
     think: Any = None
     truncate: bool | None = None  # unset/true: a prompt longer than num_ctx is cut (false: 400)
     shift: bool | None = None     # unset/true: a full context shifts (false: ends, "length")
+    logprobs: bool = False
+    top_logprobs: int = 0
 
 
 class ChatRequest(_Request):
@@ -69,6 +71,8 @@ class ChatRequest(_Request):
     think: Any = None
     truncate: bool | None = None
     shift: bool | None = None
+    logprobs: bool = False
+    top_logprobs: int = 0
 
 
 class ModelRequest(_Request):
@@ -151,6 +155,24 @@ def parse_keep_alive(value: Any) -> float | None:
     if not math.isfinite(seconds) or seconds < 0:
         return math.inf
     return seconds
+
+
+MAX_TOP_LOGPROBS = 20
+
+
+@dataclass(frozen=True)
+class Logprobs:
+    """A request that asked for logprobs: each token's, and ``top`` alternatives."""
+
+    top: int = 0
+
+
+def parse_logprobs(logprobs: bool, top_logprobs: int) -> Logprobs | None:
+    """``logprobs``/``top_logprobs`` as Ollama reads them: ``top_logprobs`` outside 0..20 is
+    refused (even without ``logprobs``), and applies only with ``logprobs`` on."""
+    if not 0 <= top_logprobs <= MAX_TOP_LOGPROBS:
+        raise BadRequest(f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}")
+    return Logprobs(top_logprobs) if logprobs else None
 
 
 THINK_LEVELS = ("high", "medium", "low", "max")

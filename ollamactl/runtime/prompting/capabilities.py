@@ -7,7 +7,8 @@ when it is Go and parses, else the GGUF's ``tokenizer.chat_template``.
 
 - Go templates, as Ollama reads them: ``tools`` when the template reads ``.Tools``, ``insert``
   when it reads ``.Suffix`` (the names of ``Template.Vars``), ``thinking`` when
-  ``thinking.InferTags`` finds the tags around a message's ``.Thinking``.
+  ``thinking.InferTags`` finds the tags around a message's ``.Thinking``. (A GGUF that names
+  fill-in-the-middle tokens has ``insert`` whatever its template: ``models.capabilities_of``.)
 - Jinja templates, by Ollama's substring rules for GGUF chat templates: ``tools`` when the
   text names ``tools`` or ``tool_call``; ``thinking`` (tags ``<think>``/``</think>``) when it
   writes both tags, or splits earlier answers at ``</think>`` as Qwen's and DeepSeek's do.

@@ -376,10 +376,33 @@ def _render(source: TemplateSource, messages: list[dict[str, Any]], *,
             rendered = _render_go(fallback, prepared, tools, think, sentinels, deadline)
         except (gotemplate.TemplateSyntaxError, gotemplate.TemplateExecError) as exc:
             raise TemplateError(str(exc)) from exc
+    return sentinels.split(_without_bos(source, rendered))
+
+
+def _without_bos(source: TemplateSource, rendered: str) -> str:
+    """The rendered text less a BOS the template wrote where llama.cpp adds one itself."""
     bos = source.bos_token
     if bos and source.add_bos and rendered.startswith(bos):
-        rendered = rendered[len(bos):]
-    return sentinels.split(rendered)
+        return rendered[len(bos):]
+    return rendered
+
+
+def _render_fill(source: TemplateSource, fill: Mapping[str, str], *, think: Mapping[str, Any],
+                 template_override: str | None) -> Prompt:
+    """Ollama's fill-in-the-middle render: the Go template executed once with ``.Prompt`` and
+    ``.Suffix`` (both user data, kept out of special-token parsing), no messages."""
+    go_source = template_override if template_override is not None else source.template
+    if not go_source or "{%" in go_source:
+        raise TemplateError(f"{source.name} does not support insert")
+    sentinels = _Sentinels()
+    values = {"System": "", "Prompt": sentinels.wrap(fill["prompt"]),
+              "Suffix": sentinels.wrap(fill["suffix"]), "Response": "", **think}
+    try:
+        rendered = gotemplate.parse(go_source).render(
+            values, json_hook=sentinels.wrap, deadline=time.monotonic() + RENDER_TIMEOUT_S)
+    except (gotemplate.TemplateSyntaxError, gotemplate.TemplateExecError) as exc:
+        raise TemplateError(str(exc)) from exc
+    return sentinels.split(_without_bos(source, rendered))
 
 
 def _jinja_context(source: TemplateSource, messages: list[dict[str, Any]],
@@ -401,12 +424,16 @@ def _jinja_context(source: TemplateSource, messages: list[dict[str, Any]],
 
 def render_job(job: Mapping[str, Any]) -> tuple[Prompt, list[str]]:
     """The template worker's side of a render: the prompt, and warnings for the server's log.
+    A job with ``fill`` (``prompt`` and ``suffix``) is a fill-in-the-middle render.
 
     Raises:
         TemplateError: see :func:`prompt.render_chat`.
     """
     warnings: list[str] = []
-    prompt = _render(TemplateSource(**job["source"]), list(job["messages"]),
-                     tools=job.get("tools"), think=job.get("think") or NO_THINK,
+    source, think = TemplateSource(**job["source"]), job.get("think") or NO_THINK
+    if job.get("fill"):
+        return _render_fill(source, job["fill"], think=think,
+                            template_override=job.get("template")), warnings
+    prompt = _render(source, list(job["messages"]), tools=job.get("tools"), think=think,
                      template_override=job.get("template"), warnings=warnings)
     return prompt, warnings

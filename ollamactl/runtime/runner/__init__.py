@@ -1,6 +1,7 @@
 """The runner subprocess, ``python -m ollamactl.runtime.runner.main '<json config>'``: one
 llama-cpp-python model serving sequences over a pipe (:mod:`main`), the continuous-batching
-engine and its loop (:mod:`batch`, :mod:`batch_loop`), the embedding path (:mod:`embedding`),
+engine and its loop (:mod:`batch`, :mod:`batch_loop`), images through the model's projector
+(:mod:`vision`), the embedding path (:mod:`embedding`),
 what both paths share (:mod:`sequences`) and the config the server starts it with
 (:mod:`config`).
 

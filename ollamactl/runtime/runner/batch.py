@@ -10,13 +10,16 @@ whose KV cache is split into ``n_parallel`` per-sequence streams (slots), and on
 
 then calls ``llama_decode`` once and samples every sequence that has a logits row with its own
 native sampler chain (``llama_sampler_sample``: grammar, penalties, top_k, typical, top_p,
-min_p, temperature, ``dist(seed)``). Plain greedy decoding (temperature 0, no grammar, no
+min_p, temperature, ``dist(seed)``); a sequence that asked for logprobs also gets the log-softmax
+of its row (:mod:`logprobs`) with each token. Plain greedy decoding (temperature 0, no grammar, no
 penalties) takes the first maximum of the logits row with numpy instead: the same token the
 greedy sampler picks, without copying the vocabulary into a candidate array each step.
 Sequences join between steps and leave as soon as they end; the slot's KV stays so that the
 next sequence sharing a prompt prefix skips that much prefill (logits do not depend on how a
 prompt was split into batches, so answers do not depend on this reuse or on batch neighbours
-either). A sequence that fills its slot's context shifts it as Ollama does (``shift``, on by
+either). A prompt with images (:mod:`vision`) is evaluated up to its last token when its
+sequence is admitted, the images through llama.cpp's mtmd, and then joins the batch like any
+other. A sequence that fills its slot's context shifts it as Ollama does (``shift``, on by
 default): the oldest half of what follows the first ``num_keep`` tokens leaves the KV cache,
 the rest moves down (llama.cpp re-rotates the keys), and generation goes on.
 """
@@ -32,6 +35,8 @@ from typing import Any, Protocol
 
 import llama_cpp as llama
 import numpy as np  # llama-cpp-python's own dependency, loaded with it
+
+from ollamactl.runtime.runner.logprobs import HeldLogprobs, token_entry, token_logprobs
 
 # Longest prompt piece one sequence puts into one step while others may be decoding.
 PREFILL_CHUNK = 256
@@ -91,6 +96,9 @@ class SequenceRequest:
     want_context: bool = False
     num_keep: int = 4             # tokens after BOS that a context shift never drops
     shift: bool = True            # False: a full context ends the sequence ("length")
+    logprobs: bool = False        # send each token's logprob (Ollama's api.Logprob) with it
+    top_logprobs: int = 0         # and that many most likely alternatives
+    media: Any = None             # the prompt's images (vision.PromptMedia), evaluated at admit
 
 
 @dataclass
@@ -105,13 +113,17 @@ class Finished:
     eval_ns: int
     context: list[int] | None
     tail: str = ""                # text held back by the stop matcher or the UTF-8 decoder
+    tail_logprobs: list[dict[str, Any]] = field(default_factory=list)  # those of ``tail``
 
 
 @dataclass
 class StepOutput:
-    """What one step produced: text per sampled token (``(id, text)``) and sequences done."""
+    """What one step produced: text per sampled token (``(id, text)``), by id the logprobs
+    (Ollama's api.Logprob) that go out with that text for sequences that asked for them, and
+    sequences done."""
 
     tokens: list[tuple[int, str]] = field(default_factory=list)
+    logprobs: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     finished: list[Finished] = field(default_factory=list)
 
 
@@ -123,6 +135,7 @@ class _Active:
     evaluated: int                # prompt tokens already in this slot's KV cache
     started_ns: int
     decoder: codecs.IncrementalDecoder
+    held: HeldLogprobs | None     # None: the sequence did not ask for logprobs
     generated: list[int] = field(default_factory=list)
     first_ns: int = 0
     next_token: int = -1          # sampled, not yet in the KV cache
@@ -170,7 +183,7 @@ class BatchEngine:
     def __init__(self, model_path: str, *, n_ctx: int, n_parallel: int = 1, n_batch: int = 512,
                  n_threads: int = 1, n_gpu_layers: int = 0, use_mmap: bool = True,
                  flash_attention: bool | None = None, devices: Sequence[int] = (),
-                 tensor_split: Sequence[int] = ()) -> None:
+                 tensor_split: Sequence[int] = (), adapters: Sequence[str] = ()) -> None:
         self.n_ctx = n_ctx
         self.n_parallel = max(1, n_parallel)
         self.n_batch = max(self.n_parallel, n_batch)
@@ -210,8 +223,26 @@ class BatchEngine:
         self.cached: list[list[int]] = [[] for _ in range(self.n_parallel)]
         self.free_slots = list(range(self.n_parallel))
         self.active: dict[int, _Active] = {}
-        self._pieces: dict[int, bytes] = {}
+        self._pieces: dict[tuple[int, bool], bytes] = {}
         self._piece_buf = ctypes.create_string_buffer(256)
+        if adapters:
+            self._apply_adapters(adapters)
+
+    def _apply_adapters(self, paths: Sequence[str]) -> None:
+        """Load the LoRA adapters (GGUF) onto the model and set them on the context at full
+        scale, as Ollama's runner does; llama.cpp frees them with the model."""
+        loaded = []
+        for path in paths:
+            adapter = llama.llama_adapter_lora_init(self.model, path.encode())
+            if not adapter:
+                self.close()
+                raise EngineError(f"unable to load the LoRA adapter {path}")
+            loaded.append(adapter)
+        handles = (llama.llama_adapter_lora_p_ctypes * len(loaded))(*loaded)
+        scales = (ctypes.c_float * len(loaded))(*[1.0] * len(loaded))
+        if llama.llama_set_adapters_lora(self.ctx, handles, len(loaded), scales) != 0:
+            self.close()
+            raise EngineError("unable to apply the LoRA adapters")
 
     # -- tokens -------------------------------------------------------------------------------
 
@@ -228,13 +259,14 @@ class BatchEngine:
     def token_bos(self) -> int:
         return int(llama.llama_vocab_bos(self.vocab))
 
-    def piece(self, token: int) -> bytes:
-        """The bytes of one token as generated text (special tokens render empty)."""
-        cached = self._pieces.get(token)
+    def piece(self, token: int, special: bool = False) -> bytes:
+        """The bytes of one token as generated text (special tokens render empty unless
+        ``special``, as logprobs name them)."""
+        cached = self._pieces.get((token, special))
         if cached is None:
-            n = llama.llama_token_to_piece(self.vocab, token, self._piece_buf, 256, 0, False)
+            n = llama.llama_token_to_piece(self.vocab, token, self._piece_buf, 256, 0, special)
             cached = self._piece_buf.raw[:max(0, n)]
-            self._pieces[token] = cached
+            self._pieces[token, special] = cached
         return cached
 
     # -- sequences ----------------------------------------------------------------------------
@@ -266,10 +298,15 @@ class BatchEngine:
             if common > best_len:
                 best, best_len = slot, common
         keep = min(best_len, len(prompt) - 1)   # the last prompt token is always evaluated
+        started = time.perf_counter_ns()
+        if request.media is not None:
+            keep = request.media.reusable(keep)
         sampler = self._sampler(request, prompt)
         self.free_slots.remove(best)
         llama.llama_memory_seq_rm(self.memory, best, keep, -1)
         self.cached[best] = prompt[:keep]
+        if request.media is not None:
+            keep = self._prefill_media(request, best, keep, sampler)
         bos = 1 if prompt and prompt[0] == self.token_bos() else 0
         cap = MAX_PREDICT_CONTEXTS * self.n_ctx
         self.active[request.id] = _Active(
@@ -277,8 +314,24 @@ class BatchEngine:
             keep=min(len(prompt) if request.num_keep < 0 else request.num_keep + bos,
                      self.n_ctx - 1),
             limit=cap if request.num_predict < 0 else min(request.num_predict, cap),
-            started_ns=time.perf_counter_ns(),
-            decoder=codecs.getincrementaldecoder("utf-8")("replace"))
+            started_ns=started,
+            decoder=codecs.getincrementaldecoder("utf-8")("replace"),
+            held=HeldLogprobs() if request.logprobs else None)
+
+    def _prefill_media(self, request: SequenceRequest, slot: int, start: int,
+                       sampler: Any) -> int:
+        """Evaluate a prompt with images into ``slot`` up to its last token (see
+        :mod:`vision`) before the sequence joins the batch; the slot is given back when
+        that fails. Returns the prompt tokens now in the KV cache."""
+        end = len(request.prompt) - 1
+        try:
+            request.media.evaluate(self.ctx, slot, request.prompt, start, end)
+        except BaseException:
+            if sampler is not None:
+                llama.llama_sampler_free(sampler)
+            self.free_slots.append(slot)
+            raise
+        return end
 
     def cancel(self, seq_id: int) -> Finished | None:
         """End a sequence now (client gone); its slot is free before the next step."""
@@ -326,15 +379,28 @@ class BatchEngine:
                 token = self._argmax(row)
             else:
                 token = int(llama.llama_sampler_sample(seq.sampler, self.ctx, row))
-            self._accept(seq, token, out)
+            self._accept(seq, token, row, out)
         return out
 
     def _argmax(self, row: int) -> int:
         """The greedy token of a batch row: its first maximum logit, as llama.cpp's greedy."""
+        return int(self._logits(row).argmax())
+
+    def _logits(self, row: int) -> Any:
+        """A batch row's logits as a numpy view (valid until the next decode)."""
         logits = llama.llama_get_logits_ith(self.ctx, row)
         if not logits:
             raise EngineError(f"no logits for batch row {row}")
-        return int(np.ctypeslib.as_array(logits, shape=(self.n_vocab,)).argmax())
+        return np.ctypeslib.as_array(logits, shape=(self.n_vocab,))
+
+    def _logprob(self, token: int, row: int, top_n: int) -> dict[str, Any]:
+        """Ollama's api.Logprob of a sampled token: its logprob and the ``top_n`` most likely
+        tokens of the row it was sampled from."""
+        value, top = token_logprobs(self._logits(row), token, top_n)
+        entry = token_entry(self.piece(token, True), value)
+        if top:
+            entry["top_logprobs"] = [token_entry(self.piece(i, True), lp) for i, lp in top]
+        return entry
 
     def _put(self, i: int, token: int, pos: int, slot: int, logits: bool) -> None:
         batch = self.batch
@@ -344,7 +410,10 @@ class BatchEngine:
         batch.seq_id[i][0] = slot
         batch.logits[i] = logits
 
-    def _accept(self, seq: _Active, token: int, out: StepOutput) -> None:
+    def _accept(self, seq: _Active, token: int, row: int, out: StepOutput) -> None:
+        """Take a sampled token: end the sequence on end-of-generation (which, as in Ollama's
+        runner, has no logprob), else emit its text and, when asked, the logprobs of the text
+        that goes out (see :class:`~logprobs.HeldLogprobs`)."""
         request = seq.request
         if not seq.first_ns:
             seq.first_ns = time.perf_counter_ns()
@@ -353,11 +422,14 @@ class BatchEngine:
             return
         seq.generated.append(token)
         seq.next_token = token
-        text = seq.decoder.decode(self.piece(token))
+        fed = text = seq.decoder.decode(self.piece(token))
         hit = False
         if request.stop is not None:
             text, hit = request.stop.feed(text)
         out.tokens.append((request.id, text))
+        if seq.held is not None and (released := seq.held.add(
+                self._logprob(token, row, request.top_logprobs), fed, text, stopped=hit)):
+            out.logprobs[request.id] = released
         if hit:
             out.finished.append(self._finish(seq, "stop"))
         elif seq.limit <= len(seq.generated) or \
@@ -388,14 +460,16 @@ class BatchEngine:
         self.free_slots.append(seq.slot)
         self.cached[seq.slot] = seq.kv_tokens()
         tail = ""
+        tail_logprobs: list[dict[str, Any]] = []
         if reason != "cancel":
             tail = (request.stop.flush() if request.stop is not None else "") + \
                 seq.decoder.decode(b"", final=True)
+            tail_logprobs = seq.held.flush() if seq.held is not None else []
         first = seq.first_ns or ended
         return Finished(
             id=request.id, reason=reason, prompt_n=len(request.prompt),
             prompt_ns=first - seq.started_ns, eval_n=len(seq.generated),
-            eval_ns=ended - first, tail=tail,
+            eval_ns=ended - first, tail=tail, tail_logprobs=tail_logprobs,
             context=request.prompt + seq.generated if request.want_context else None)
 
     # -- sampling -----------------------------------------------------------------------------

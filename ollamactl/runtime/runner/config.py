@@ -28,6 +28,8 @@ class RunnerConfig:
     use_mmap: bool = True
     flash_attention: bool | None = None  # None = llama.cpp decides (auto)
     embedding: bool = False      # an embedding context (mean pooling); serves "embed" only
+    adapters: tuple[str, ...] = ()   # LoRA adapter GGUFs applied at full scale; a change reloads
+    projector: str = ""          # the vision projector GGUF (mtmd); a change reloads
     # the placement (see scheduling.placement): the GPU runtime's backend library, the
     # devices by ggml id (``Vulkan0``), the layers offloaded and their split across devices
     gpu_library: str = field(default="", compare=False)

@@ -41,6 +41,7 @@ class Runner:
         self.requests: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.cancelled: set[int] = set()
         self.llm: Any = None
+        self.vision: Any = None       # vision.Vision: the projector, when the config names one
         self.segment_tokens: OrderedDict[tuple[str, bool, bool], tuple[int, ...]] = OrderedDict()
 
     def send(self, message: dict[str, Any]) -> None:
@@ -71,6 +72,12 @@ class Runner:
             gpu_error = f"loading {layers} layers on {', '.join(cfg.gpu_devices)} failed: {exc}"
             layers, devices = 0, []
             self.llm = self.open_model(0, [])
+        if cfg.projector and not cfg.embedding:
+            from ollamactl.runtime.runner.vision import Vision
+
+            self.vision = Vision(cfg.projector, self.llm.model, n_batch=self.llm.n_batch,
+                                 n_threads=cfg.num_thread or physical_cores(),
+                                 use_gpu=bool(layers))
         n_ctx_train, n_layer = model_facts(self.llm)
         total_layers = n_layer + 1        # the output layer counts, as in n_gpu_layers
         self.send({
@@ -109,13 +116,15 @@ class Runner:
                 cfg.model_path, n_ctx=cfg.num_ctx, n_parallel=cfg.num_parallel,
                 n_batch=cfg.num_batch, n_threads=threads, n_gpu_layers=layers,
                 use_mmap=cfg.use_mmap, flash_attention=cfg.flash_attention,
-                devices=devices, tensor_split=cfg.tensor_split if devices else ())
+                devices=devices, tensor_split=cfg.tensor_split if devices else (),
+                adapters=cfg.adapters)
         import llama_cpp
 
         return llama_cpp.Llama(
             model_path=cfg.model_path, n_ctx=cfg.num_ctx * cfg.num_parallel,
             n_batch=cfg.num_batch, n_threads=threads, n_gpu_layers=layers,
             use_mmap=cfg.use_mmap, flash_attn=bool(cfg.flash_attention), embedding=True,
+            lora_path=cfg.adapters[0] if cfg.adapters else None,
             pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN, verbose=False)
 
     def read_requests(self, stream: BinaryIO) -> None:
@@ -255,9 +264,11 @@ def main(argv: Sequence[str]) -> int:
 def _ready_the_library() -> None:
     """Import llama.cpp, register the CPU library the server chose and start the backends."""
     import llama_cpp
+    from llama_cpp._logger import set_verbose
 
     from ollamactl.runtime.builds.loader import load_cpu_library
 
+    set_verbose(False)        # llama.cpp's own log: errors only (the server's log has a format)
     load_cpu_library()
     llama_cpp.llama_backend_init()
 

@@ -168,7 +168,9 @@ class Gpus:
                    for d in backend.devices]
         where = placement.place(info, devices, num_ctx=config.num_ctx,
                                 num_parallel=config.num_parallel, num_batch=config.num_batch,
-                                num_gpu=config.num_gpu, gpu_overhead=overhead, spread=spread)
+                                num_gpu=config.num_gpu, gpu_overhead=overhead, spread=spread,
+                                projector_bytes=os.path.getsize(config.projector)
+                                if config.projector else 0)   # Ollama counts its weights
         if where.on_cpu:
             return LoadPlan(config, where)
         return LoadPlan(replace(config, gpu_library=backend.path, gpu_devices=where.devices,

@@ -43,6 +43,16 @@ class RunnerRefused(RunnerFailed):
 
 
 @dataclass(frozen=True)
+class Token:
+    """The text of one sampled token (may be "": held back, or part of a character), and,
+    when the sequence asked for logprobs, those of the text that goes out with it (Ollama's
+    api.Logprob: a stop sequence's tokens have none, text held back has them later)."""
+
+    text: str
+    logprobs: Sequence[dict[str, Any]] = ()
+
+
+@dataclass(frozen=True)
 class Finished:
     """The last event of a sequence: why it stopped, counts and durations (ns)."""
 
@@ -235,9 +245,9 @@ class RunnerProcess:
                 elif kind == "fatal" and self.ready and not self.ready.done():
                     self.ready.set_exception(RunnerFailed(str(message["msg"])))
                 elif kind == "toks":    # one decode step: a token's text per sequence
-                    for seq_id, text in message["items"]:
+                    for seq_id, text, *logprobs in message["items"]:
                         if (seq := self.sequences.get(seq_id)) is not None:
-                            seq.put_nowait({"t": "tok", "s": text})
+                            seq.put_nowait({"t": "tok", "token": Token(text, *logprobs)})
                 elif (seq := self.sequences.get(int(message.get("id", 0)))) is not None:
                     seq.put_nowait(message)
         except (asyncio.IncompleteReadError, ProtocolError, ConnectionError) as exc:
@@ -261,11 +271,14 @@ class RunnerProcess:
     async def generate(self, segments: Sequence[tuple[str, bool]], options: Mapping[str, Any],
                        *, context: Sequence[int] | None = None,
                        want_context: bool = False, grammar: Mapping[str, Any] | None = None,
-                       shift: bool = True, truncate: bool = True
-                       ) -> AsyncGenerator[str | Finished, None]:
-        """Stream one sequence: text pieces (one per sampled token), then a :class:`Finished`.
+                       shift: bool = True, truncate: bool = True, logprobs: bool = False,
+                       top_logprobs: int = 0, images: Sequence[str] | None = None
+                       ) -> AsyncGenerator[Token | Finished, None]:
+        """Stream one sequence: a :class:`Token` per sampled token, then a :class:`Finished`.
         ``shift``: a full context shifts rather than ends the sequence; ``truncate``: a prompt
-        longer than the context is cut rather than refused.
+        longer than the context is cut rather than refused; ``logprobs``: each token carries
+        its logprob and ``top_logprobs`` alternatives; ``images`` (base64) are what the
+        prompt's ``[img-N]`` tags name.
 
         Closing the iterator early cancels the sequence in the runner.
 
@@ -285,12 +298,14 @@ class RunnerProcess:
                               "context": list(context) if context else None,
                               "options": dict(options), "want_context": want_context,
                               "grammar": dict(grammar) if grammar else None,
-                              "shift": shift, "truncate": truncate})
+                              "shift": shift, "truncate": truncate, "logprobs": logprobs,
+                              "top_logprobs": top_logprobs,
+                              **({"images": list(images)} if images else {})})
             while True:
                 event = await events.get()
                 kind = event["t"]
                 if kind == "tok":
-                    yield str(event["s"])
+                    yield event["token"]
                 elif kind == "done":
                     finished = True
                     yield Finished(str(event["reason"]), int(event["prompt_n"]),

@@ -16,8 +16,9 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Protocol
 
 from ollamactl.errors import ModelError
 from ollamactl.humanize import bytes_iec
@@ -25,6 +26,15 @@ from ollamactl.runtime.store.models import Layer
 
 ProgressCallback = Callable[[str, "int | None", "int | None"], None]
 """``progress(status, completed, total)``: sizes in bytes, None when not a byte count."""
+
+
+class LayerProgress(Protocol):
+    """A :data:`ProgressCallback` that also takes the digest of the layer a byte count is
+    about: pull and push frames carry it, as Ollama's do (``{"status": "pulling 2af3b81862c6",
+    "digest": "sha256:...", "total": ..., "completed": ...}``)."""
+
+    def __call__(self, status: str, completed: int | None, total: int | None, *,
+                 digest: str | None = None) -> None: ...
 
 CHUNK_BYTES = 1 << 20
 
@@ -134,7 +144,7 @@ class BlobStore:
         temp = self.blobs_dir / f"{_TEMP_PREFIX}{secrets.token_hex(8)}"
         hasher = hashlib.sha256()
         completed = unchecked = 0
-        try:
+        with self._becoming_blob(temp, "write blob"):
             with temp.open("xb") as out:
                 for chunk in chunks:
                     unchecked += len(chunk)
@@ -151,15 +161,7 @@ class BlobStore:
             actual = "sha256:" + hasher.hexdigest()
             if expected is not None and actual != expected:
                 raise DigestMismatch(expected, actual)
-            os.chmod(temp, 0o644)
-            os.replace(temp, self.blob_path(actual))
-            return actual
-        except OSError as exc:
-            raise ModelError(f"cannot write blob in {self.blobs_dir}: "
-                             f"{(exc.strerror or str(exc)).lower()}") from exc
-        finally:
-            with contextlib.suppress(OSError):
-                temp.unlink()
+            return self._publish(temp, actual)
 
     def _check_space(self, needed: int) -> int:
         """The margin of free space to keep; raises InsufficientSpace unless ``needed`` more
@@ -195,6 +197,47 @@ class BlobStore:
             return self.write_blob(iter(lambda: handle.read(CHUNK_BYTES), b""), expected_digest,
                                    progress=progress, total=total,
                                    status=f"copying file {source.name}")
+
+    def temp_path(self, tag: str) -> Path:
+        """A fresh temp file name in blobs/ for work whose result becomes a blob (quantizing):
+        on the blobs' own disk, so :meth:`adopt_file` renames it instead of copying, and
+        removed by :func:`prune.prune` if the server dies before that."""
+        self._make_dirs(self.blobs_dir)
+        return self.blobs_dir / f"{_TEMP_PREFIX}{tag}-{secrets.token_hex(8)}"
+
+    def adopt_file(self, path: Path) -> str:
+        """Make the file at ``path`` (from :meth:`temp_path`) a blob: hash it, then rename it
+        into place. Returns its digest; ``path`` is gone afterwards either way.
+
+        Raises:
+            ModelError: it cannot be read or moved.
+        """
+        hasher = hashlib.sha256()
+        with self._becoming_blob(path, f"store {path.name}"):
+            with path.open("rb") as handle:
+                while chunk := handle.read(CHUNK_BYTES):
+                    hasher.update(chunk)
+            return self._publish(path, "sha256:" + hasher.hexdigest())
+
+    @contextlib.contextmanager
+    def _becoming_blob(self, temp: Path, doing: str) -> Iterator[None]:
+        """Work on ``temp``, a file that becomes a blob: the disk's refusal is a ModelError
+        saying what failed, and whatever is left of ``temp`` is removed (a published one was
+        renamed away)."""
+        try:
+            yield
+        except OSError as exc:
+            raise ModelError(f"cannot {doing} in {self.blobs_dir}: "
+                             f"{(exc.strerror or str(exc)).lower()}") from exc
+        finally:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+
+    def _publish(self, temp: Path, digest: str) -> str:
+        """Rename the finished ``temp`` into place as the blob ``digest``, readable by all."""
+        os.chmod(temp, 0o644)
+        os.replace(temp, self.blob_path(digest))
+        return digest
 
     def _read_blob(self, layer: Layer, limit: int) -> bytes:
         path = self.blob_path(layer.digest)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ollamactl.errors import ModelError
-from ollamactl.runtime.store.blobs import CHUNK_BYTES, ProgressCallback
+from ollamactl.runtime.store.blobs import CHUNK_BYTES, LayerProgress
 from ollamactl.runtime.store.create import create_model
 from ollamactl.runtime.store.manifests import Store
 from ollamactl.runtime.store.models import LocalModel
@@ -170,12 +170,12 @@ def _read_chunks(paths: list[Path]) -> Iterator[bytes]:
 
 
 def import_bundled(store: Store, name: str, *,
-                   progress: ProgressCallback | None = None) -> LocalModel:
+                   progress: LayerProgress | None = None) -> LocalModel:
     """Import the bundled model ``name`` into ``store`` (what ``pull`` does offline).
 
     Idempotent: a blob already present is not copied again. Progress statuses follow Ollama's
-    pull: ``pulling manifest``, ``pulling <12 hex>`` (bytes), ``verifying sha256 digest``,
-    ``writing manifest``, ``success``.
+    pull: ``pulling manifest``, ``pulling <12 hex>`` (bytes, with the layer's digest),
+    ``verifying sha256 digest``, ``writing manifest``, ``success``.
 
     Raises:
         ModelError: not a bundled name, package missing (with the pip command), or
@@ -186,9 +186,10 @@ def import_bundled(store: Store, name: str, *,
         raise ModelError(f"model '{name}' is not bundled; bundled models: "
                          + ", ".join(sorted(BUNDLED)))
 
-    def report(status: str, completed: int | None = None, total: int | None = None) -> None:
+    def report(status: str, completed: int | None = None, total: int | None = None, *,
+               digest: str | None = None) -> None:
         if progress is not None:
-            progress(status, completed, total)
+            progress(status, completed, total, digest=digest)
 
     report("pulling manifest")
     paths = locate(model)
@@ -196,11 +197,12 @@ def import_bundled(store: Store, name: str, *,
     total = sum(path.stat().st_size for path in paths)
     status = f"pulling {digest[7:19]}"
     if store.has_blob(digest):
-        report(status, total, total)
+        report(status, total, total, digest=digest)
     else:
-        report(status, 0, total)
-        store.write_blob(_read_chunks(paths), digest, progress=progress, total=total,
-                         status=status)
+        report(status, 0, total, digest=digest)
+        store.write_blob(_read_chunks(paths), digest, total=total, status=status,
+                         progress=lambda status, done, size: report(status, done, size,
+                                                                    digest=digest))
     report("verifying sha256 digest")
     template = None
     if model.template_file is not None:

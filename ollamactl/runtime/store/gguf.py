@@ -52,6 +52,11 @@ _SCALARS: dict[int, tuple[str, struct.Struct]] = {
     12: ("float64", struct.Struct("<d")),
 }
 TOKENS_KEY = "tokenizer.ggml.tokens"
+# llama.cpp's fill-in-the-middle token ids (prefix, suffix, middle), each with the older name
+# it still reads (CodeLlama's GGUFs)
+FIM_KEYS = (("tokenizer.ggml.fim_pre_token_id", "tokenizer.ggml.prefix_token_id"),
+            ("tokenizer.ggml.fim_suf_token_id", "tokenizer.ggml.suffix_token_id"),
+            ("tokenizer.ggml.fim_mid_token_id", "tokenizer.ggml.middle_token_id"))
 _TYPE_STRING = 8
 _TYPE_ARRAY = 9
 _U32 = struct.Struct("<I")
@@ -158,6 +163,7 @@ class GGUFInfo:
     bos_token: str | None = None  # text of tokenizer.ggml.bos_token_id
     eos_token: str | None = None  # text of tokenizer.ggml.eos_token_id
     add_bos: bool = False  # whether llama.cpp prepends BOS when tokenizing with add_special
+    fim_tokens: tuple[str, str, str] | None = None  # fill-in-the-middle: prefix, suffix, middle
 
     def arch_value(self, suffix: str) -> Any:
         """``kv["<architecture>.<suffix>"]`` or None."""
@@ -435,7 +441,17 @@ def _parse(path: Path, data: mmap.mmap | bytes, size: int, *, keep_arrays: bool)
         bos_token=_token_text(reader, kv, tokens_at, "tokenizer.ggml.bos_token_id"),
         eos_token=_token_text(reader, kv, tokens_at, "tokenizer.ggml.eos_token_id"),
         add_bos=add_bos,
+        fim_tokens=_fim_tokens(reader, kv, tokens_at),
     )
+
+
+def _fim_tokens(reader: _Reader, kv: dict[str, Any], tokens_at: int | None
+                ) -> tuple[str, str, str] | None:
+    """The texts of the GGUF's fill-in-the-middle tokens, which llama.cpp's infill writes as
+    ``<PRE>prefix<SUF>suffix<MID>``; None unless all three are named."""
+    pre, suf, mid = (_token_text(reader, kv, tokens_at, key if key in kv else old)
+                     for key, old in FIM_KEYS)
+    return (pre, suf, mid) if pre and suf and mid else None
 
 
 def _token_text(reader: _Reader, kv: dict[str, Any], tokens_at: int | None,

@@ -3,7 +3,7 @@
 Grammar (Ollama's parser): one ``INSTRUCTION arguments`` per line, instructions in any case and
 order, ``#`` comment lines, values single-line, ``"quoted"`` or ``\"\"\"multi-line\"\"\"``.
 Instructions: FROM (required), PARAMETER (repeatable; ``stop`` accumulates), TEMPLATE, SYSTEM,
-MESSAGE role text, LICENSE (repeatable), REQUIRES; ADAPTER is refused (no LoRA support yet).
+MESSAGE role text, LICENSE (repeatable), REQUIRES, ADAPTER (a LoRA GGUF file beside it).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ollamactl.errors import UsageError
+from ollamactl.runtime.store.models import MEDIA_PROJECTOR
 from ollamactl.runtime.store.names import InvalidModelName, ModelName
 from ollamactl.runtime.store.options import InvalidOption, parse_parameter
 
@@ -37,11 +38,15 @@ class ModelfileError(UsageError):
 
 @dataclass(frozen=True)
 class ModelfileSpec:
-    """What a Modelfile asks for. Exactly one of ``from_path`` / ``from_model`` is set."""
+    """What a Modelfile asks for. Exactly one of ``from_path`` / ``from_model`` is set;
+    ``more_files`` are the files of later FROM lines (a vision projector beside its model),
+    which go into ``files`` with ``from_path``, as Ollama merges every FROM file there."""
 
     from_text: str
     from_path: Path | None
     from_model: str | None
+    more_files: tuple[Path, ...] = ()
+    adapters: tuple[Path, ...] = ()   # ADAPTER files: uploaded, then /api/create's ``adapters``
     parameters: dict[str, Any] = field(default_factory=dict)
     template: str | None = None
     system: str | None = None
@@ -130,6 +135,8 @@ def parse_modelfile(text: str, base_dir: Path) -> ModelfileSpec:
     from_text: str | None = None
     from_path: Path | None = None
     from_model: str | None = None
+    more_files: list[Path] = []
+    adapters: list[Path] = []
     parameters: dict[str, Any] = {}
     template = system = requires = None
     messages: list[dict[str, str]] = []
@@ -152,9 +159,6 @@ def parse_modelfile(text: str, base_dir: Path) -> ModelfileSpec:
             raise ModelfileError(line_no, f"unknown instruction {instruction!r}",
                                  hint="valid instructions: " + ", ".join(
                                      i.upper() for i in INSTRUCTIONS))
-        if command == "adapter":
-            raise ModelfileError(line_no, "ADAPTER (LoRA) is not supported by this server",
-                                 hint="merge the adapter into the GGUF weights first")
         if command in ("parameter", "message"):
             key, _, rest = rest.partition(" ")
             rest = rest.strip()
@@ -163,9 +167,18 @@ def parse_modelfile(text: str, base_dir: Path) -> ModelfileSpec:
         elif not rest:
             raise ModelfileError(line_no, f"{command.upper()} needs a value")
         value, index = _value(line_no, rest, lines, index)
-        if command == "from":
-            from_text = value
-            from_path, from_model = _resolve_from(line_no, value, base_dir)
+        if command == "adapter":
+            path, _ = _resolve_from(line_no, value, base_dir)
+            if path is None:
+                raise ModelfileError(line_no, f"ADAPTER {value!r} is not a file: name a LoRA "
+                                              "GGUF file (a path relative to the Modelfile)")
+            adapters.append(path)
+        elif command == "from":
+            path, model = _resolve_from(line_no, value, base_dir)
+            if path is not None and from_path is not None:
+                more_files.append(path)
+            else:
+                from_text, from_path, from_model = value, path, model
         elif command == "parameter":
             try:
                 typed = parse_parameter(key, value)
@@ -196,8 +209,10 @@ def parse_modelfile(text: str, base_dir: Path) -> ModelfileSpec:
     if from_text is None:
         raise ModelfileError(None, "no FROM line")
     return ModelfileSpec(from_text=from_text, from_path=from_path, from_model=from_model,
-                         parameters=parameters, template=template, system=system,
-                         messages=messages, license=licenses, requires=requires)
+                         more_files=tuple(more_files), adapters=tuple(adapters),
+                         parameters=parameters,
+                         template=template, system=system, messages=messages,
+                         license=licenses, requires=requires)
 
 
 def _go_quote(value: Any) -> str:
@@ -227,6 +242,9 @@ def format_modelfile(model: LocalModel) -> str:
         "",
         f"FROM {model.model_path}",
     ]
+    # a projector is one more FROM, as Ollama writes it (blobs sit side by side)
+    out.extend(f"FROM {model.model_path.with_name(layer.digest.replace(':', '-', 1))}"
+               for layer in model.layers if layer.media_type == MEDIA_PROJECTOR)
     if model.template:
         out.append(f'TEMPLATE """{model.template}"""')
     if model.system:

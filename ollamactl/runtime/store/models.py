@@ -110,6 +110,11 @@ class LocalModel:
         return next(layer.digest for layer in self.layers if layer.media_type == MEDIA_MODEL)
 
     @property
+    def adapter_digests(self) -> tuple[str, ...]:
+        """The LoRA adapter layers' digests, applied in this order at load."""
+        return tuple(layer.digest for layer in self.layers if layer.media_type == MEDIA_ADAPTER)
+
+    @property
     def short_id(self) -> str:
         """The 12-hex ID column of ``ollama list`` / ``ollama ps``."""
         return self.manifest_digest[:12]
@@ -120,7 +125,9 @@ def capabilities_of(info: gguf.GGUFInfo, template: str | None, *,
     """Ollama's capability list, from what the model is rather than what its name suggests:
     ``embedding`` when the GGUF sets a pooling type (else ``completion``), ``vision`` from the
     GGUF's vision metadata or a projector layer, and ``tools``, ``insert`` and ``thinking``
-    from what the template can express (see :mod:`~ollamactl.runtime.prompting.capabilities`).
+    from what the template can express (see :mod:`~ollamactl.runtime.prompting.capabilities`);
+    ``insert`` also when the GGUF names fill-in-the-middle tokens, as llama.cpp's infill
+    writes its prompt with them.
     """
     arch = info.architecture
     caps = ["embedding" if f"{arch}.pooling_type" in info.kv else "completion"]
@@ -129,7 +136,7 @@ def capabilities_of(info: gguf.GGUFInfo, template: str | None, *,
     features = template_features(template, info.chat_template)
     if features.tools:
         caps.append("tools")
-    if features.insert:
+    if features.insert or info.fim_tokens is not None:
         caps.append("insert")
     if features.thinking_tags is not None:
         caps.append("thinking")

@@ -1,4 +1,5 @@
-"""Registry client: pull a model from any registry speaking Ollama's (Docker v2 style) protocol.
+"""Registry client: pull a model from any registry speaking Ollama's (Docker v2 style) protocol;
+:class:`RegistryClient` also carries :mod:`push`'s uploads.
 
     GET /v2/<namespace>/<model>/manifests/<tag>     the manifest (stored byte for byte)
     GET /v2/<namespace>/<model>/blobs/<digest>      each layer and the config
@@ -8,8 +9,8 @@ with a ``Range`` request (on the next try or the next pull). A finished partial 
 through :meth:`Store.write_blob`, which publishes the blob only if its sha256 matches the
 digest; a mismatch deletes the partial and leaves nothing. The manifest is written last, so a
 failed pull leaves no model behind. HTTPS unless ``insecure``; a ``401`` with a Bearer
-challenge is answered by fetching a token from its realm, but only when the realm is on the
-registry's own host.
+challenge is answered by fetching a token from its realm (again when a push asks for more scope
+than the token had), but only when the realm is on the registry's own host.
 
 An exposed server pulls whatever name a client sends, so a pull must not become a probe of the
 network the server sits in: manifests are never redirected; a blob redirect (a CDN) is followed
@@ -34,7 +35,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 from ollamactl import __version__
 from ollamactl.errors import ModelError
-from ollamactl.runtime.store.blobs import DigestMismatch, ProgressCallback, validate_digest
+from ollamactl.runtime.store.blobs import DigestMismatch, LayerProgress, validate_digest
 from ollamactl.runtime.store.manifests import Store
 from ollamactl.runtime.store.models import MEDIA_TYPE_MANIFEST, LocalModel
 from ollamactl.runtime.store.names import ModelName
@@ -60,7 +61,9 @@ class RedirectRefused(RegistryError):
     """A redirect the pull may not follow; trying again would only ask for it again."""
 
 
-def _progress_noop(status: str, completed: int | None, total: int | None) -> None:
+def progress_noop(status: str, completed: int | None, total: int | None, *,
+                  digest: str | None = None) -> None:
+    """The :class:`LayerProgress` of a caller that does not watch."""
     return None
 
 
@@ -173,27 +176,33 @@ class RegistryClient:
     def close(self) -> None:
         self.session.close()
 
-    def _url(self, kind: str, ref: str) -> str:
+    def url(self, kind: str, ref: str) -> str:
+        """``<base>/v2/<namespace>/<model>/<kind>/<ref>``."""
         return f"{self.base}/v2/{self.name.namespace}/{self.name.model}/{kind}/{ref}"
 
-    def _get(self, url: str, headers: dict[str, str] | None = None, *,
-             follow: bool = False) -> Any:
-        """GET with the token (registry host only); on a 401 Bearer challenge, fetch a token
-        once and retry; redirects only when ``follow``, each judged by :func:`redirect_target`.
+    def send(self, method: str, url: str, headers: dict[str, str] | None = None, *,
+             body: Callable[[], Any] | None = None, follow: bool = False,
+             what: str = "a manifest") -> Any:
+        """One request with the token (registry host only); on a 401 Bearer challenge, fetch a
+        token (again, when a push needs more scope than a pull's token had) and retry once;
+        ``body()`` gives a fresh body for each try. Redirects only when ``follow``, each judged
+        by :func:`redirect_target`; otherwise a redirect for ``what`` is refused.
         """
         import requests
 
         headers = dict(headers or {})
         own = _endpoint(self.base)
         redirects = 0
+        challenged = False
         while True:
             foreign = _endpoint(url) != own   # a CDN: never send it our token
             headers.pop("Authorization", None)
             if self.token and not foreign:
                 headers["Authorization"] = f"Bearer {self.token}"
             try:
-                response = self.session.get(url, headers=headers, stream=True,
-                                            timeout=TIMEOUT_S, allow_redirects=False)
+                response = self.session.request(
+                    method, url, headers=headers, data=body() if body else None, stream=True,
+                    timeout=TIMEOUT_S, allow_redirects=False)
             except requests.RequestException as exc:
                 where = f"registry {self.base}" if not foreign else _host(url)
                 raise RegistryError(f"cannot reach {where}: {_failure(exc)}") from exc
@@ -202,18 +211,19 @@ class RegistryClient:
                 redirects += 1
                 if not follow:
                     raise RedirectRefused(f"registry {_host(url)} answered "
-                                          f"{response.status_code}, a redirect, for a manifest; "
-                                          "manifests come from the registry itself")
+                                          f"{response.status_code}, a redirect, for {what}; "
+                                          "only blob downloads may be redirected")
                 if redirects > MAX_REDIRECTS:
                     raise RedirectRefused(f"more than {MAX_REDIRECTS} redirects from registry "
                                           f"{_host(self.base)}; giving up")
                 url = redirect_target(self.base, url, response.headers.get("Location", ""))
                 continue
-            if response.status_code != 401 or self.token or foreign:
+            if response.status_code != 401 or challenged or foreign:
                 return response
             challenge = response.headers.get("WWW-Authenticate", "")
             response.close()
             self.token = self._fetch_token(challenge)
+            challenged = True
 
     def _same_host(self, url: str, what: str) -> str:
         """``url`` when it is on the registry's own host; else refuse."""
@@ -250,7 +260,7 @@ class RegistryClient:
             RegistryError: not found (Ollama's ``pull model manifest: file does not exist``),
                 refused, or not a manifest.
         """
-        response = self._get(self._url("manifests", self.name.tag),
+        response = self.send("GET", self.url("manifests", self.name.tag),
                              {"Accept": MEDIA_TYPE_MANIFEST})
         with response:
             if response.status_code == 404:
@@ -274,7 +284,7 @@ class RegistryClient:
         return raw, data
 
     def download(self, store: Store, digest: str, size: int,
-                 progress: ProgressCallback) -> None:
+                 progress: LayerProgress) -> None:
         """Fetch one blob into the store, resuming a partial, verifying sha256.
 
         Raises:
@@ -313,7 +323,7 @@ class RegistryClient:
             partial.unlink()
 
     def _fetch_to_partial(self, partial: Path, digest: str, size: int, status: str,
-                          progress: ProgressCallback) -> str:
+                          progress: LayerProgress) -> str:
         """Complete the partial; the host its bytes came from ("an earlier pull" if none)."""
         import requests
 
@@ -324,7 +334,7 @@ class RegistryClient:
         if have == size:
             return "an earlier pull"
         headers = {"Range": f"bytes={have}-"} if have else {}
-        response = self._get(self._url("blobs", digest), headers, follow=True)
+        response = self.send("GET", self.url("blobs", digest), headers, follow=True)
         source = _host(response.url or self.base)
         with response:
             if response.status_code == 200:
@@ -342,7 +352,7 @@ class RegistryClient:
                                                 f"of {digest}")
                         out.write(chunk)
                         have += len(chunk)
-                        progress(status, have, size)
+                        progress(status, have, size, digest=digest)
             except requests.RequestException as exc:
                 raise RegistryError(f"transfer from {source} interrupted at {have} of {size} "
                                     f"bytes: {_failure(exc)}") from exc
@@ -360,14 +370,15 @@ def _read_file(path: Path) -> Iterator[bytes]:
 
 
 def pull(store: Store, name: str, *, insecure: bool = False,
-         progress: ProgressCallback | None = None) -> LocalModel:
-    """Pull ``name`` from its registry into ``store``; statuses as Ollama's ``/api/pull``.
+         progress: LayerProgress | None = None) -> LocalModel:
+    """Pull ``name`` from its registry into ``store``; statuses as Ollama's ``/api/pull``, each
+    layer's byte counts with its digest.
 
     Raises:
         InvalidModelName: ``name`` does not parse.
         RegistryError, DigestMismatch, ModelError: the pull failed; no manifest was written.
     """
-    report = progress or _progress_noop
+    report = progress or progress_noop
     model_name = ModelName.parse(name)
     client = RegistryClient(model_name, insecure=insecure)
     try:
@@ -377,7 +388,8 @@ def pull(store: Store, name: str, *, insecure: bool = False,
             digest = validate_digest(str(layer["digest"]))
             size = int(layer["size"])
             if store.has_blob(digest):
-                report(f"pulling {digest.removeprefix('sha256:')[:12]}", size, size)
+                report(f"pulling {digest.removeprefix('sha256:')[:12]}", size, size,
+                       digest=digest)
                 continue
             client.download(store, digest, size, report)
     finally:
