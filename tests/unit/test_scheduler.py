@@ -443,7 +443,11 @@ def smollm2_info() -> Any:
 
 
 def gpu_scheduler(log: list[str], *, devices: list[dict[str, Any]], errors: list[str] = (),
-                  broken: str = "", requested: str = "", **kw: Any) -> Scheduler:
+                  broken: str = "", requested: str = "",
+                  environ: dict[str, str] | None = None, dev: Path = Path("/nonexistent"),
+                  **kw: Any) -> Scheduler:
+    """A scheduler whose Vulkan runtime's discovery answers ``devices`` and ``errors``; by
+    default GGML_VK_VISIBLE_DEVICES names lavapipe, so discovery runs without device nodes."""
     from ollamactl.runtime.scheduling.gpus import Gpus
 
     asked: list[str] = []
@@ -455,7 +459,8 @@ def gpu_scheduler(log: list[str], *, devices: list[dict[str, Any]], errors: list
     sched = make_scheduler(log, runner=lambda config, _s: GpuRunnerProcess(config, log, broken),
                            **kw)
     sched.gpus = Gpus([FakeGpuRuntime("vulkan", Path(VULKAN_LIB))], requested=requested,
-                      environ={}, discover=discover)
+                      environ={"GGML_VK_VISIBLE_DEVICES": "0"} if environ is None else environ,
+                      discover=discover, dev=dev)
     sched.discoveries = asked  # type: ignore[attr-defined]
     return sched
 
@@ -609,5 +614,26 @@ def test_the_default_context_is_ollamas_vram_tier_less_the_overhead() -> None:
         two = [{**LAVAPIPE, "free": 24 * GIB, "total": 24 * GIB},
                {**LAVAPIPE, "id": "Vulkan1", "free": 24 * GIB, "total": 24 * GIB}]
         assert await gpu_scheduler(log, devices=two).default_num_ctx() == 262144
+
+    run(scenario)
+
+
+def test_without_device_nodes_or_a_named_device_no_discovery_runs(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        log: list[str] = []
+        bare = gpu_scheduler(log, devices=[LAVAPIPE], environ={}, dev=tmp_path)
+        lease = await bare.acquire(gpu_ref("a"), cfg("a"), None)
+        assert bare.discoveries == []  # type: ignore[attr-defined]
+        assert lease.loaded.size_vram_bytes == 0 and lease.loaded.gpu_error == ""
+        bare.release(lease)
+        await bare.close()
+        (tmp_path / "dri").mkdir()
+        (tmp_path / "dri" / "renderD128").touch()       # a GPU's render node
+        with_node = gpu_scheduler(log, devices=[LAVAPIPE], environ={}, dev=tmp_path)
+        lease = await with_node.acquire(gpu_ref("a"), cfg("a"), None)
+        assert with_node.discoveries == [VULKAN_LIB]  # type: ignore[attr-defined]
+        assert lease.loaded.size_vram_bytes > 0
+        with_node.release(lease)
+        await with_node.close()
 
     run(scenario)

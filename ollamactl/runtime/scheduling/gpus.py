@@ -27,6 +27,7 @@ import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ollamactl.humanize import GIB
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("ollamactl.runtime.gpus")
 
 DISCOVERY_TIMEOUT_S = 60.0
+# The device nodes each GPU runtime's driver makes (below /dev)
+DEVICE_NODES = {"cuda": ("nvidia[0-9]*",), "hip": ("kfd",), "vulkan": ("dri/renderD*",)}
 
 # Ollama's default num_ctx tiers by the GPUs' VRAM, less OLLAMA_GPU_OVERHEAD (server/routes.go)
 CONTEXT_TIERS = ((47 * GIB, 262144), (23 * GIB, 32768))
@@ -95,13 +98,14 @@ class Gpus:
 
     def __init__(self, runtimes: Sequence[GpuRuntime] | None = None, *, requested: str = "",
                  environ: Mapping[str, str] | None = None,
-                 discover: Discover = discover_devices) -> None:
+                 discover: Discover = discover_devices, dev: Path = Path("/dev")) -> None:
         """``runtimes``: None for those installed beside this server's llama_cpp, read at the
-        first load (never before the server listens)."""
+        first load (never before the server listens). ``dev``: where device nodes are."""
         self.runtimes = None if runtimes is None else list(runtimes)
         self.requested = requested.strip().lower()
         self.environ = dict(os.environ if environ is None else environ)
         self.discover = discover
+        self.dev = dev
         self.problem = ""
         self._backend: GpuBackend | None = None
         self._discovered = False
@@ -139,6 +143,10 @@ class Gpus:
             return None
         reasons = []
         for runtime in candidates:
+            if not self.may_have_devices(runtime.backend):
+                log.info("GPU runtime %s: no device node here (%s)", runtime.backend,
+                         ", ".join(DEVICE_NODES[runtime.backend]))
+                continue
             answer = self.discover(str(runtime.library), self.environ)
             found = [_device(runtime.backend, item) for item in _items(answer.get("devices"))]
             if found:
@@ -151,6 +159,14 @@ class Gpus:
         if reasons:
             self.problem = "the GPU runtime failed to start (" + "; ".join(reasons) + ")"
         return None
+
+    def may_have_devices(self, backend: str) -> bool:
+        """Whether discovery could find anything: the driver's device nodes exist, or (Vulkan)
+        GGML_VK_VISIBLE_DEVICES names a device, such as a CPU-type one like lavapipe. Saves the
+        discovery's child process (~0.2 s on the first load) on a machine without a GPU."""
+        if backend == "vulkan" and self.environ.get("GGML_VK_VISIBLE_DEVICES", "").strip():
+            return True
+        return any(any(self.dev.glob(pattern)) for pattern in DEVICE_NODES.get(backend, ("*",)))
 
     def usable_vram(self, overhead: int) -> int:
         """Total VRAM of the devices the runners will use, less the overhead kept on each."""
