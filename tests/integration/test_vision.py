@@ -127,3 +127,39 @@ def test_a_model_without_a_projector_refuses_images(server: Server) -> None:
     assert reply.status_code == 400
     assert reply.json() == {"error": f"registry.ollama.ai/library/{SMOLLM2} does not support "
                                      "vision"}
+
+
+def test_the_official_client_sends_images_and_gets_the_400_for_a_model_without_vision(
+        server: Server, vision_model: str) -> None:
+    import ollama
+
+    with ollama.Client(host=server.url) as client:
+        seen = client.generate(model=vision_model, prompt="What is in the picture?",
+                               images=[png((200, 30, 30))], options=GREEDY)
+        assert seen.response == generate(server, images=[RED])["response"]
+        chat = client.chat(model=vision_model, options=GREEDY, messages=[
+            {"role": "user", "content": "What is in the picture?",
+             "images": [png((20, 30, 220))]}])
+        assert chat.message.content
+        with pytest.raises(ollama.ResponseError) as refused:
+            client.generate(model=SMOLLM2, prompt="What is in the picture?",
+                            images=[png((200, 30, 30))])
+    assert refused.value.status_code == 400
+    assert refused.value.error.endswith("does not support vision")
+
+
+def test_the_openai_client_sends_an_image_url(server: Server, vision_model: str) -> None:
+    import openai
+
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
+    content: Any = [{"type": "text", "text": "What is in the picture?"},
+                    {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{RED}"}}]
+    reply = client.chat.completions.create(model=vision_model, temperature=0, max_tokens=12,
+                                           messages=[{"role": "user", "content": content}])
+    native = server.post("/api/chat", {"model": vision_model, "stream": False,
+                                       "options": GREEDY, "messages": [
+                                           {"role": "user", "content": "What is in the picture?",
+                                            "images": [RED]}]}).json()
+    assert reply.choices[0].message.content == native["message"]["content"]
+    assert reply.usage is not None
+    assert reply.usage.prompt_tokens == native["prompt_eval_count"]
