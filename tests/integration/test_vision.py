@@ -163,3 +163,13 @@ def test_the_openai_client_sends_an_image_url(server: Server, vision_model: str)
     assert reply.choices[0].message.content == native["message"]["content"]
     assert reply.usage is not None
     assert reply.usage.prompt_tokens == native["prompt_eval_count"]
+
+
+def test_an_image_the_projector_cannot_read_is_the_requests_fault(server: Server,
+                                                                  vision_model: str) -> None:
+    not_a_picture = base64.b64encode(b"just some text, valid base64").decode()
+    reply = server.post("/api/generate", {"model": vision_model, "prompt": "What is this?",
+                                          "stream": False, "images": [not_a_picture]})
+    assert reply.status_code == 400
+    assert "unable to read an image" in reply.json()["error"]
+    assert generate(server, images=[RED])["response"]      # the runner serves on

@@ -17,7 +17,11 @@ SAMPLING_DEFAULTS: dict[str, Any] = {
 INPUT_TOO_LONG = "the input length exceeds the context length"
 
 
-class InputTooLong(ValueError):
+class Refused(ValueError):
+    """A sequence the runner cannot serve as the request asks: the server answers 400."""
+
+
+class InputTooLong(Refused):
     """A prompt longer than the context with ``truncate`` false (Ollama answers 400)."""
 
 
@@ -26,7 +30,7 @@ def error_frame(seq_id: int, exc: Exception) -> dict[str, Any]:
     cannot be served as asked (the server answers it as Ollama does)."""
     from ollamactl.runtime.prompting.grammar import GrammarError
 
-    if isinstance(exc, InputTooLong | GrammarError):
+    if isinstance(exc, Refused | GrammarError):
         return {"t": "err", "id": seq_id, "msg": str(exc), "status": 400}
     return {"t": "err", "id": seq_id, "msg": f"{type(exc).__name__}: {exc}"}
 

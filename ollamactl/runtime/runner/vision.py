@@ -32,6 +32,8 @@ from typing import Any
 import llama_cpp as llama
 import llama_cpp.mtmd_cpp as mtmd
 
+from ollamactl.runtime.runner.sequences import Refused
+
 # Ollama's tag for the Nth image of a request, written into the prompt by the server.
 IMAGE_TAG = re.compile(r"\[img-(\d+)\]")
 GGML_LOG_LEVEL_ERROR = 4
@@ -41,6 +43,11 @@ Tokenize = Callable[[Sequence[Sequence[Any]], Sequence[int]], list[int]]
 
 class VisionError(RuntimeError):
     """The projector could not be loaded, or an image could not be read or evaluated."""
+
+
+class UnreadableImage(VisionError, Refused):
+    """An image the projector cannot read, or a prompt that ends with one: the request's
+    fault, a 400 (a model or runner failure stays a 500)."""
 
 
 @dataclass
@@ -157,7 +164,7 @@ class Vision:
             if any(t for t, _ in run) or not tokens:
                 tokens = tokenize(run, tokens)
             if media.images and media.images[-1].end == len(tokens):
-                raise VisionError("a prompt cannot end with an image")
+                raise UnreadableImage("a prompt cannot end with an image")
         except BaseException:
             media.close()
             raise
@@ -170,7 +177,8 @@ class Vision:
         buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
         bitmap = mtmd.mtmd_helper_bitmap_init_from_buf(self.ctx, buf, len(data), False)
         if not bitmap:
-            raise VisionError("unable to read an image (not a format the projector reads?)")
+            raise UnreadableImage("unable to read an image (not a format the projector "
+                                  "reads?)")
         chunks = mtmd.mtmd_input_chunks_init()
         media.chunks.append(chunks)
         text = mtmd.mtmd_input_text()
