@@ -229,18 +229,16 @@ def main(argv: Sequence[str]) -> int:
     """Entry point: protocol on a private dup of stdout, stdout itself redirected to stderr.
 
     ``argv``: the config as JSON, or ``--spare``: a runner started before it is needed, which
-    readies llama.cpp and its CPU library first and then waits for its config as the first
-    frame on stdin (the server's first load then skips the interpreter's start)."""
+    imports llama.cpp first and then waits for its config as the first frame on stdin (the
+    server's first load then skips the interpreter's start; the CPU library is registered
+    only then, so a server that loads no model logs nothing of it)."""
     out = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)
     stdin = os.fdopen(os.dup(0), "rb")
     spare = list(argv[:1]) == [SPARE_FLAG]
     if spare:
-        try:
-            _ready_the_library()
-        except Exception as exc:
-            out.write(encode_frame({"t": "fatal", "msg": f"{type(exc).__name__}: {exc}"}))
-            return 1
+        import llama_cpp  # noqa: F401  (the slow part of a runner's start: numpy, ctypes, libllama)
+
         header = stdin.read(HEADER.size)
         if len(header) < HEADER.size:
             return 0                  # never used: the server stopped or let it go
@@ -249,8 +247,7 @@ def main(argv: Sequence[str]) -> int:
         config = RunnerConfig.from_json(argv[0])
     runner = Runner(config, out)
     try:
-        if not spare:
-            _ready_the_library()
+        _ready_the_library()
         runner.load()
     except Exception as exc:
         runner.send({"t": "fatal", "msg": f"{type(exc).__name__}: {exc}"})
@@ -262,13 +259,12 @@ def main(argv: Sequence[str]) -> int:
 
 
 def _ready_the_library() -> None:
-    """Import llama.cpp, register the CPU library the server chose and start the backends."""
+    """Import llama.cpp, register the CPU library the server chose and start the backends
+    (the library says so in the log: ``load_backend: loaded CPU backend from ...``)."""
     import llama_cpp
-    from llama_cpp._logger import set_verbose
 
     from ollamactl.runtime.builds.loader import load_cpu_library
 
-    set_verbose(False)        # llama.cpp's own log: errors only (the server's log has a format)
     load_cpu_library()
     llama_cpp.llama_backend_init()
 

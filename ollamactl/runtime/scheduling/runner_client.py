@@ -98,9 +98,9 @@ def _failure(event: Mapping[str, Any]) -> RunnerFailed:
 
 class SpareRunner:
     """One runner process started with the server, before any load asks for it: it imports
-    llama.cpp and registers the CPU library while the server answers its first requests, so
-    the first load skips ~0.1-0.2 s of interpreter start (:data:`SPARE_FLAG`). Used once; a
-    later load starts its own runner, so an idle server keeps no spare process."""
+    llama.cpp while the server answers its first requests, so the first load skips ~0.1-0.2 s
+    of interpreter start (:data:`SPARE_FLAG`). Used once; a later load starts its own runner,
+    so an idle server keeps no spare process."""
 
     def __init__(self) -> None:
         self.proc: asyncio.subprocess.Process | None = None
