@@ -281,9 +281,19 @@ class Client:
         """``GET /api/tags``: the local models, ``{"models": [...]}``."""
         return self._json("GET", "/api/tags")
 
-    def show(self, model: str) -> Json:
-        """``POST /api/show``: details, Modelfile, parameters, template of ``model``."""
-        return self._json("POST", "/api/show", {"model": model}, about_model=True)
+    def show(self, model: str, *, verbose: bool = False, system: str = "",
+             options: Mapping[str, Any] | None = None) -> Json:
+        """``POST /api/show``: details, Modelfile, parameters, template of ``model``;
+        ``verbose`` adds every metadata array and the tensors; ``system`` and ``options`` are
+        shown as if they were the model's (a chat session's changes)."""
+        body: Json = {"model": model}
+        if verbose:
+            body["verbose"] = True
+        if system:
+            body["system"] = system
+        if options:
+            body["options"] = dict(options)
+        return self._json("POST", "/api/show", body, about_model=True)
 
     def pull(self, model: str, *, insecure: bool = False) -> Iterator[Json]:
         """``POST /api/pull``: progress objects (``status``, ``total``, ``completed``)."""

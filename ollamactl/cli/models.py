@@ -157,13 +157,6 @@ def list_models(prefix: str = typer.Argument("", help="Only the models whose nam
     emit(Result(data=data, lines=list_lines(data, prefix)), as_json=as_json)
 
 
-def show_verbose(client: Client, model: str) -> dict[str, Any]:
-    """``/api/show`` with ``verbose: true`` (every metadata array, the tensors).
-    :meth:`Client.show` has no such flag yet, so the request is made here."""
-    return client._json("POST", "/api/show", {"model": model, "verbose": True},
-                        about_model=True)
-
-
 SHOW_ONE_OF = ("only one of '--license', '--modelfile', '--parameters', '--system', or "
                "'--template' can be specified")
 
@@ -187,7 +180,7 @@ def show(model: str = typer.Argument(..., help="Model name."),
     if len(chosen) > 1:
         raise UsageError(SHOW_ONE_OF)
     client = make_client()
-    data = show_verbose(client, model) if verbose else client.show(model)
+    data = client.show(model, verbose=verbose)
     if chosen:
         key = chosen[0]
         text = str(data.get(key, ""))

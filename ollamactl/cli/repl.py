@@ -392,8 +392,9 @@ class Repl:
             return
         from ollamactl.cli.models import show_lines
 
-        try:
-            info = self.client.show(self.session.model)
+        try:   # as Ollama's REPL: the session's system message and options, as if the model's
+            info = self.client.show(self.session.model, system=self.session.system,
+                                    options=self.session.options)
         except OllamactlError:
             print("error: couldn't get model")
             raise

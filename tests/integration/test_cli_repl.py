@@ -127,6 +127,8 @@ def test_a_session_sets_parameters_chats_saves_and_leaves(terminal: Terminal, se
 
     assert "Set system message." in terminal.command("/set system You are a pirate.")
     assert "You are a pirate.\n" in terminal.command("/show system")
+    modelfile = terminal.command("/show modelfile")      # the server shows the session's
+    assert 'SYSTEM """You are a pirate."""' in modelfile and "PARAMETER num_predict 5" in modelfile
 
     terminal.send('"""Say')
     terminal.expect("... ")

@@ -393,3 +393,20 @@ def test_cli_errors_are_one_line(server: Server, tmp_path: Path) -> None:
     assert down.returncode == 1
     assert "http://127.0.0.1:9" in down.stderr and "ollamactl serve" in down.stderr
     assert "Traceback" not in down.stderr
+
+
+def test_show_answers_with_the_requests_system_and_options(server: Server) -> None:
+    """As Ollama's GetModelInfo: what a chat session changed shows as the model's."""
+    plain = server.post("/api/show", {"model": SMOLLM2}).json()
+    shown = server.post("/api/show", {"model": SMOLLM2, "system": "You are terse.",
+                                      "options": {"temperature": 0.25, "stop": ["END"]}})
+    assert shown.status_code == 200, shown.text
+    body = shown.json()
+    assert body["system"] == "You are terse." != plain.get("system")
+    assert 'SYSTEM """You are terse."""' in body["modelfile"]
+    assert "PARAMETER temperature 0.25" in body["modelfile"]
+    lines = body["parameters"].split("\n")
+    assert any(line.split() == ["temperature", "0.25"] for line in lines)
+    assert any(line.split() == ["stop", '"END"'] for line in lines)
+    bad = server.post("/api/show", {"model": SMOLLM2, "options": {"top_k": "many"}})
+    assert bad.status_code == 400

@@ -9,6 +9,7 @@ before the stream starts, a failure after that is the stream's last line, ``{"er
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -119,6 +120,13 @@ async def show(request: Request) -> Response:
     from ollamactl.runtime.store.modelfile import format_modelfile, format_parameters
 
     model = await run_in_threadpool(resolve_model, store_of(request), req.target)
+    if req.system or req.options:    # Ollama's GetModelInfo: the request's over the model's
+        try:
+            options = validate_options(req.options, strict=False)
+        except InvalidOption as exc:
+            raise ApiError(400, str(exc)) from None
+        model = dataclasses.replace(model, system=req.system or model.system,
+                                    params={**model.params, **options})
     model_info = model.model_info
     if req.verbose:
         model_info = model_info_of(gguf.read_metadata(model.model_path, keep_arrays=True),

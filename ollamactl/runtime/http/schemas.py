@@ -76,13 +76,16 @@ class ChatRequest(_Request):
 
 
 class ModelRequest(_Request):
-    """show / delete / pull: ``model`` or the deprecated ``name``."""
+    """show / delete / pull: ``model`` or the deprecated ``name``. ``system`` and ``options``:
+    show answers as if they were the model's (Ollama's REPL sends its session's)."""
 
     model: str = ""
     name: str = ""
     verbose: bool = False
     insecure: bool = False
     stream: bool | None = None
+    system: str = ""
+    options: dict[str, Any] | None = None
 
     @property
     def target(self) -> str:
