@@ -44,20 +44,28 @@ def _check_bindable(config: ServerConfig) -> None:
 
 
 def serve(environ: Mapping[str, str] | None = None) -> None:
-    """Run the server in the foreground until interrupted."""
-    with _no_collection():
-        import uvicorn
+    """Run the server in the foreground until interrupted. A spare runner starts first, so
+    that it imports llama.cpp while the server imports its own modules."""
+    from ollamactl.runtime.scheduling.runner_client import end_spare, start_spare
 
-        from ollamactl.runtime.http.app import create_app, setup_server_logging
+    spare = start_spare()
+    try:
+        with _no_collection():
+            import uvicorn
 
-    env = os.environ if environ is None else environ
-    config = load_server_config(env, hostmod.detect(), service=False)
-    setup_server_logging(config.debug)
-    _check_bindable(config)
-    log.info("Listening on %s (version %s)", config.host.hostport, _version())
-    uvicorn.run(create_app(config), host=config.host.bind_host, port=config.host.port,
-                log_config=None, access_log=False, timeout_graceful_shutdown=5,
-                lifespan="on")
+            from ollamactl.runtime.http.app import create_app, setup_server_logging
+
+        env = os.environ if environ is None else environ
+        config = load_server_config(env, hostmod.detect(), service=False)
+        setup_server_logging(config.debug)
+        _check_bindable(config)
+        log.info("Listening on %s (version %s)", config.host.hostport, _version())
+        uvicorn.run(create_app(config, spare=spare), host=config.host.bind_host,
+                    port=config.host.port, log_config=None, access_log=False,
+                    timeout_graceful_shutdown=5, lifespan="on")
+    finally:
+        if spare is not None:      # the lifespan ends it; here when the server never served
+            end_spare(spare)
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ import contextvars
 import functools
 import itertools
 import logging
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -107,15 +108,19 @@ def scheduler_config(config: ServerConfig) -> SchedulerConfig:
 
 
 def create_app(config: ServerConfig, *, scheduler: Scheduler | None = None,
-               store: Store | None = None) -> Starlette:
-    """The server app; the lifespan owns the scheduler and stops every runner at shutdown."""
+               store: Store | None = None,
+               spare: subprocess.Popen[bytes] | None = None) -> Starlette:
+    """The server app; the lifespan owns the scheduler and stops every runner at shutdown.
+    ``spare``: a runner started before the app (:func:`runner_client.start_spare`), for the
+    first load."""
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.config = config
         app.state.store = store or Store(config.models)
-        spare = SpareRunner() if scheduler is None else None
+        spare_runner = await SpareRunner.adopt(spare) if spare is not None else None
         app.state.scheduler = scheduler or Scheduler(
-            scheduler_config(config), spawn=functools.partial(RunnerProcess, spare=spare),
+            scheduler_config(config),
+            spawn=functools.partial(RunnerProcess, spare=spare_runner),
             gpus=Gpus(requested=config.environment.get("OLLAMA_LLM_LIBRARY", "")))
         if app.state.metrics is not None:
             app.state.scheduler.events = app.state.metrics
@@ -131,21 +136,19 @@ def create_app(config: ServerConfig, *, scheduler: Scheduler | None = None,
             log.warning("blob pruning skipped: %s", exc)
         from ollamactl.runtime.prompting import template_worker
 
-        # a template worker, the GPU discovery and a spare runner ready for the first
-        # request, started beside serving, not before it
+        # a template worker and the GPU discovery ready for the first request, started
+        # beside serving, not before it
         loop = asyncio.get_running_loop()
         warming = [loop.run_in_executor(None, template_worker.warm)]
         if (gpus := app.state.scheduler.gpus) is not None:
             warming.append(loop.run_in_executor(None, gpus.backend))
-        if spare is not None:
-            warming.append(asyncio.ensure_future(spare.start_for_server()))
         try:
             yield
         finally:
             await asyncio.gather(*warming)
             await app.state.scheduler.close()
-            if spare is not None:
-                await spare.close()
+            if spare_runner is not None:
+                await spare_runner.close()
 
     app = Starlette(routes=routes(metrics=config.metrics), lifespan=lifespan)
     app.state.metrics = None

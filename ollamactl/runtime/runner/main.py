@@ -242,7 +242,9 @@ def main(argv: Sequence[str]) -> int:
         header = stdin.read(HEADER.size)
         if len(header) < HEADER.size:
             return 0                  # never used: the server stopped or let it go
-        config = RunnerConfig.from_json(decode_payload(stdin.read(frame_length(header)))["config"])
+        frame = decode_payload(stdin.read(frame_length(header)))
+        os.environ.update(frame.get("env") or {})      # the CPU library the server chose
+        config = RunnerConfig.from_json(frame["config"])
     else:
         config = RunnerConfig.from_json(argv[0])
     runner = Runner(config, out)

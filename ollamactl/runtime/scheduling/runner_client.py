@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import logging
 import os
+import subprocess
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -96,45 +97,97 @@ def _failure(event: Mapping[str, Any]) -> RunnerFailed:
     return RunnerFailed(str(event["msg"]))
 
 
-class SpareRunner:
-    """One runner process started with the server, before any load asks for it: it imports
-    llama.cpp while the server answers its first requests, so the first load skips ~0.1-0.2 s
-    of interpreter start (:data:`SPARE_FLAG`). Used once; a later load starts its own runner,
-    so an idle server keeps no spare process."""
+class AdoptedProcess:
+    """A runner started with :mod:`subprocess` before the event loop ran (the spare, at the
+    server's first instant), with the surface of ``asyncio.subprocess.Process`` that
+    :class:`RunnerProcess` uses: its pipes as streams, ``wait`` in a worker thread."""
 
-    def __init__(self) -> None:
-        self.proc: asyncio.subprocess.Process | None = None
-        self.env: dict[str, str] | None = None
+    def __init__(self, popen: subprocess.Popen[bytes], stdin: asyncio.StreamWriter,
+                 stdout: asyncio.StreamReader) -> None:
+        self.popen = popen
+        self.stdin: asyncio.StreamWriter | None = stdin
+        self.stdout: asyncio.StreamReader | None = stdout
+
+    @classmethod
+    async def adopt(cls, popen: subprocess.Popen[bytes]) -> AdoptedProcess:
+        assert popen.stdin is not None and popen.stdout is not None
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=2**20, loop=loop)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop),
+                                     popen.stdout)
+        transport, protocol = await loop.connect_write_pipe(
+            lambda: asyncio.streams.FlowControlMixin(loop=loop), popen.stdin)
+        return cls(popen, asyncio.StreamWriter(transport, protocol, None, loop), reader)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.poll()
+
+    async def wait(self) -> int:
+        return await asyncio.to_thread(self.popen.wait)
+
+    def terminate(self) -> None:
+        self.popen.terminate()
+
+    def kill(self) -> None:
+        self.popen.kill()
+
+
+Process = asyncio.subprocess.Process | AdoptedProcess
+
+
+def start_spare() -> subprocess.Popen[bytes] | None:
+    """Start the spare runner (:data:`SPARE_FLAG`): it imports llama.cpp while the server
+    imports its own modules, and waits for its config on stdin; None where it cannot start
+    (a load then starts its own runner)."""
+    try:
+        return subprocess.Popen([*RUNNER_COMMAND, SPARE_FLAG], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE)
+    except OSError as exc:
+        log.warning("no spare runner: %s", exc)
+        return None
+
+
+def end_spare(popen: subprocess.Popen[bytes]) -> None:
+    """End a spare nobody adopted or took (the server did not get to serve): closing its
+    stdin ends it."""
+    if popen.poll() is None:
+        with contextlib.suppress(OSError):
+            if popen.stdin is not None:
+                popen.stdin.close()
+        try:
+            popen.wait(STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait()
+
+
+class SpareRunner:
+    """The spare runner (:func:`start_spare`) once the event loop runs: the server's first
+    load takes it and sends its config (with the CPU library chosen then) instead of starting
+    an interpreter, ~0.1-0.2 s earlier. Used once; a later load starts its own runner, so an
+    idle server keeps no spare process."""
+
+    def __init__(self, proc: AdoptedProcess, env: Mapping[str, str]) -> None:
+        self.proc: AdoptedProcess | None = proc
+        self.env = dict(env)
         self.unused: asyncio.Task[None] | None = None
 
-    async def start(self, env: Mapping[str, str]) -> None:
-        self.env = dict(env)
-        self.proc = await asyncio.create_subprocess_exec(
-            *RUNNER_COMMAND, SPARE_FLAG, stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, env=self.env, limit=2**20)
-        log.debug("spare runner started pid=%s", self.proc.pid)
+    @classmethod
+    async def adopt(cls, popen: subprocess.Popen[bytes]) -> SpareRunner:
+        return cls(await AdoptedProcess.adopt(popen), os.environ)
 
-    async def start_for_server(self) -> None:
-        """Start the spare as the server's first load would start its runner (the CPU library
-        it would choose); nothing when none can serve (the load will say why)."""
-        from ollamactl.runtime.builds.serving import server_libraries
-
-        libraries = await asyncio.to_thread(server_libraries)
-        try:
-            choice = libraries.choose()
-        except VariantError:
-            return
-        try:
-            await self.start({**os.environ, **libraries.runner_env(choice)})
-        except OSError as exc:              # a spare is an optimisation: the load spawns anew
-            log.warning("no spare runner: %s", exc)
-
-    def take(self, env: Mapping[str, str]) -> asyncio.subprocess.Process | None:
-        """The spare, if it lives and was started with ``env`` (the same CPU library)."""
+    def take(self, env: Mapping[str, str]) -> AdoptedProcess | None:
+        """The spare, if it lives and was started with ``env`` (the runners' environment but
+        the CPU library, which its config frame carries)."""
         proc, self.proc = self.proc, None
         if proc is not None and proc.returncode is None and self.env == dict(env):
             return proc
-        if proc is not None:                  # it died, or the CPU library changed since
+        if proc is not None:                  # it died, or the environment changed since
             self.unused = asyncio.ensure_future(_reap(proc))
         return None
 
@@ -147,7 +200,7 @@ class SpareRunner:
             await self.unused
 
 
-async def _reap(proc: asyncio.subprocess.Process) -> None:
+async def _reap(proc: Process) -> None:
     if proc.returncode is None:
         if proc.stdin is not None:
             proc.stdin.close()
@@ -172,7 +225,7 @@ class RunnerProcess:
         self.libraries = libraries
         self.spare = spare
         self.library: Choice | None = None
-        self.proc: asyncio.subprocess.Process | None = None
+        self.proc: Process | None = None
         self.ready: asyncio.Future[ReadyInfo] | None = None
         self.sequences: dict[int, asyncio.Queue[dict[str, Any]]] = {}
         self.reader: asyncio.Task[None] | None = None
@@ -204,12 +257,14 @@ class RunnerProcess:
             self.library = libraries.choose()
         except VariantError as exc:
             raise RunnerFailed(str(exc)) from None
-        env = {**(self.env if self.env is not None else os.environ),
-               **libraries.runner_env(self.library)}
-        spare = self.spare.take(env) if self.spare is not None else None
+        base = dict(self.env if self.env is not None else os.environ)
+        chosen = libraries.runner_env(self.library)
+        env = {**base, **chosen}
+        spare = self.spare.take(base) if self.spare is not None else None
         if spare is not None and spare.stdin is not None:
             self.proc = spare
-            spare.stdin.write(encode_frame({"t": "config", "config": self.config.to_json()}))
+            spare.stdin.write(encode_frame({"t": "config", "config": self.config.to_json(),
+                                            "env": chosen}))
         else:
             self.proc = await asyncio.create_subprocess_exec(
                 *self.config.to_argv(), stdin=asyncio.subprocess.PIPE,
