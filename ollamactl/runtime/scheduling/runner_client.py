@@ -188,28 +188,33 @@ class SpareRunner:
         if proc is not None and proc.returncode is None and self.env == dict(env):
             return proc
         if proc is not None:                  # it died, or the environment changed since
-            self.unused = asyncio.ensure_future(_reap(proc))
+            self.unused = asyncio.ensure_future(_end(proc))
         return None
 
     async def close(self) -> None:
         """Stop an unused spare (the server stops): closing its stdin ends it."""
         proc, self.proc = self.proc, None
         if proc is not None:
-            await _reap(proc)
+            await _end(proc)
         if self.unused is not None:
             await self.unused
 
 
-async def _reap(proc: Process) -> None:
+async def _end(proc: Process) -> None:
+    """End a runner process: close its stdin (a runner ends on EOF), then SIGTERM, then
+    SIGKILL, each after a grace; reap it."""
     if proc.returncode is None:
         if proc.stdin is not None:
             proc.stdin.close()
-        try:
-            await asyncio.wait_for(proc.wait(), STOP_GRACE_S)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+        for action in (None, proc.terminate, proc.kill):
+            if action is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    action()
+            try:
+                await asyncio.wait_for(proc.wait(), STOP_GRACE_S / 2 if action else 1.0)
+                break
+            except TimeoutError:
+                continue
 
 
 class RunnerProcess:
@@ -423,18 +428,7 @@ class RunnerProcess:
         if proc is None or self.stopped:
             return
         self.stopped = True
-        if proc.returncode is None:
-            if proc.stdin is not None:
-                proc.stdin.close()
-            for action in (None, proc.terminate, proc.kill):
-                if action is not None:
-                    with contextlib.suppress(ProcessLookupError):
-                        action()
-                try:
-                    await asyncio.wait_for(proc.wait(), STOP_GRACE_S / 2 if action else 1.0)
-                    break
-                except TimeoutError:
-                    continue
+        await _end(proc)
         if self.reader is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.reader
