@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 from collections.abc import Iterator, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from ollamactl.context import Context
@@ -16,6 +15,7 @@ from ollamactl.doctor.suite import run_checks
 from ollamactl.gpu import Nvml
 from ollamactl.system import RecordingRunner
 from tests.gpu_fakes import FakeNvml
+from tests.loopback import serving
 
 INSTALLED_UNIT = {
     "LoadState": "loaded", "ActiveState": "active", "SubState": "running",
@@ -59,12 +59,5 @@ def serving_json(routes: Mapping[str, Any]) -> Iterator[int]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(Handler) as port:
+        yield port

@@ -10,7 +10,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import ollamactl
 from ollamactl import __version__
 from ollamactl.client import Client, HttpAnswer, ServerVersion, bind_address, client_url
 from ollamactl.errors import ApiRequestFailed, ModelMissing, ServerUnreachable, Unauthorized
+from tests.loopback import serving
 
 Body = bytes | list[bytes]   # one body, or NDJSON lines sent (and flushed) one by one
 CUT = b"<cut>"               # in a list of lines: close the connection there
@@ -81,17 +82,11 @@ def _handler(routes: Routes) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def stub() -> Iterator[tuple[Routes, str]]:
     routes = Routes()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(routes))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
-        yield routes, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        routes.release.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving(_handler(routes)) as port:
+        try:
+            yield routes, f"http://127.0.0.1:{port}"
+        finally:
+            routes.release.set()
 
 
 def _json(data: object) -> bytes:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import http.server
 import json
-import threading
 from collections.abc import Iterator
 
 import pytest
 
 from ollamactl import __version__
 from tests.doctor_helpers import INSTALLED_UNIT, make_probe, one
+from tests.loopback import serving
 
 
 def test_active_enabled_unit_is_ok(ctx, recorder, free_port):
@@ -141,7 +141,7 @@ def test_invalid_and_unknown_settings(ctx, recorder, free_port):
 
 
 @pytest.fixture
-def fake_server(free_port, request: pytest.FixtureRequest) -> Iterator[int]:
+def fake_server(request: pytest.FixtureRequest) -> Iterator[int]:
     """A tiny HTTP server on loopback answering like Ollama's `/` and `/api/*`; its
     `/api/version` body is the test's indirect parameter (Ollama 0.12.0 by default)."""
     version = getattr(request, "param", {"version": "0.12.0"})
@@ -160,13 +160,8 @@ def fake_server(free_port, request: pytest.FixtureRequest) -> Iterator[int]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.HTTPServer(("127.0.0.1", free_port), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield free_port
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serving(Handler) as port:
+        yield port
 
 
 def test_reachable_server_and_its_version(ctx, recorder, fake_server):

@@ -16,6 +16,7 @@ import pytest
 
 from ollamactl import fleet
 from ollamactl.errors import UsageError
+from tests.loopback import serving
 
 PS = {"models": [{"name": "smollm2:135m", "size": 123, "size_vram": 0,
                   "expires_at": "2030-01-01T00:00:00Z", "context_length": 2048}],
@@ -49,16 +50,11 @@ class Stub(BaseHTTPRequestHandler):
 @pytest.fixture
 def stub() -> Iterator[tuple[type[Stub], str]]:
     handler = type("Handler", (Stub,), {"mode": "ok", "release": threading.Event()})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield handler, f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        handler.release.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving(handler) as port:
+        try:
+            yield handler, f"127.0.0.1:{port}"
+        finally:
+            handler.release.set()
 
 
 def test_up_host_reports_version_models_and_queue(stub: tuple[type[Stub], str]) -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from ollamactl.install import InstallOptions, InstallReport, models_dir, users
 from ollamactl.install.manifest import Manifest
 from ollamactl.service.platforms import for_host, install
 from ollamactl.system import RecordingRunner
+from tests.loopback import serving
 
 
 def test_manifest_round_trip_and_merge_keeps_first_origin() -> None:
@@ -125,17 +125,10 @@ class VersionStub(BaseHTTPRequestHandler):
 def test_install_names_the_server_that_answers_and_notes_a_foreign_one(
         answer: dict[str, str], shown: str, noted: bool) -> None:
     handler = type("Handler", (VersionStub,), {"body": json.dumps(answer).encode()})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with serving(handler) as port:
+        url = f"http://127.0.0.1:{port}"
         report = InstallReport(backend="watchdog", update=True)
         report.await_server(url, timeout_s=5)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
     assert (report.url, report.version) == (url, shown)
     if noted:
         assert report.notes == [f"the server at {url} reports {shown}, not ollamactl "

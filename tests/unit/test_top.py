@@ -7,11 +7,10 @@ from __future__ import annotations
 import io
 import json
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -24,6 +23,7 @@ from ollamactl.top.model import Top, View
 from ollamactl.top.screen import can_draw, run_plain
 from tests.conftest import Cli
 from tests.integration.server_process import free_port
+from tests.loopback import serving
 
 MODEL = "smollm2:135m"
 NOW = datetime(2026, 12, 6, 6, 0, tzinfo=UTC)
@@ -73,17 +73,9 @@ def fake() -> Iterator[FakeOllama]:
         def log_message(self, *args: object) -> None:
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with serving(Handler) as port:
+        state.url = f"http://127.0.0.1:{port}"
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def loaded(name: str = MODEL, size: int = 100_000_000, size_vram: int = 0,
