@@ -291,27 +291,27 @@ def _render_go(source: str, messages: list[dict[str, Any]], tools: list[dict[str
     # cut at {{ .Response }} so the model writes the answer.
     out: list[str] = []
     system = prompt = response = ""
+
+    def turn(*, last: bool = False) -> str:
+        return template.render({"System": system, "Prompt": prompt, "Response": response,
+                                **think}, cut_at_response=last, json_hook=hook,
+                               deadline=deadline)
+
     for message in messages:
         role, content = message.get("role"), message.get("content") or ""
         if role == "system":
             if prompt or response:
-                out.append(template.render({"System": system, "Prompt": prompt,
-                                            "Response": response, **think}, json_hook=hook,
-                                           deadline=deadline))
+                out.append(turn())
                 system = prompt = response = ""
             system = content
         elif role == "user":
             if response:
-                out.append(template.render({"System": system, "Prompt": prompt,
-                                            "Response": response, **think}, json_hook=hook,
-                                           deadline=deadline))
+                out.append(turn())
                 system = prompt = response = ""
             prompt = content
         elif role == "assistant":
             response = content
-    out.append(template.render({"System": system, "Prompt": prompt, "Response": response,
-                                **think}, cut_at_response=True, json_hook=hook,
-                               deadline=deadline))
+    out.append(turn(last=True))
     return "".join(out)
 
 
