@@ -111,6 +111,11 @@ class Gpus:
         self._discovered = False
         self._lock = threading.Lock()   # discovery runs in a worker thread, once
 
+    @property
+    def discovered(self) -> bool:
+        """Whether :meth:`backend` has its answer (it returns at once from then on)."""
+        return self._discovered
+
     def backend(self) -> GpuBackend | None:
         """The first runtime (CUDA, then ROCm, then Vulkan) that finds a device here. The first
         call discovers (a child process: call it off the event loop); later calls wait for it."""

@@ -199,8 +199,14 @@ class Scheduler:
         tier of the GPUs' VRAM (Ollama 0.33), 4096 without a GPU."""
         if self.gpus is None:
             return DEFAULT_NUM_CTX
-        return context_tier(await asyncio.to_thread(self.gpus.usable_vram,
-                                                    self.config.gpu_overhead_bytes))
+        await self._discover()
+        return context_tier(self.gpus.usable_vram(self.config.gpu_overhead_bytes))
+
+    async def _discover(self) -> None:
+        """The GPU discovery, once, in a worker thread (a child process runs it); every later
+        call (each request asks for the default context) costs no thread hop."""
+        if self.gpus is not None and not self.gpus.discovered:
+            await asyncio.to_thread(self.gpus.backend)
 
     # -- acquiring and releasing --------------------------------------------------------------
 
@@ -277,8 +283,7 @@ class Scheduler:
                 if len(self.loaded) >= max(1, self.config.max_loaded_models):
                     await self._evict(self._pick_victim())
                     continue
-                if self.gpus is not None:   # discovery, the first time: off the loop
-                    await asyncio.to_thread(self.gpus.backend)
+                await self._discover()
                 plan = self._plan(ref, config)
                 if self._short_of_vram(plan):
                     log.info("model=%s fits %d of %d layers on the GPU beside the loaded "
