@@ -249,7 +249,9 @@ def main(argv: Sequence[str]) -> int:
         config = RunnerConfig.from_json(argv[0])
     runner = Runner(config, out)
     try:
-        _ready_the_library()
+        from ollamactl.runtime.builds.loader import load_cpu_library
+
+        load_cpu_library()   # the server's choice; ggml logs "load_backend: loaded CPU backend"
         runner.load()
     except Exception as exc:
         runner.send({"t": "fatal", "msg": f"{type(exc).__name__}: {exc}"})
@@ -258,17 +260,6 @@ def main(argv: Sequence[str]) -> int:
     reader.start()
     runner.serve()
     return 0
-
-
-def _ready_the_library() -> None:
-    """Import llama.cpp, register the CPU library the server chose and start the backends
-    (the library says so in the log: ``load_backend: loaded CPU backend from ...``)."""
-    import llama_cpp
-
-    from ollamactl.runtime.builds.loader import load_cpu_library
-
-    load_cpu_library()
-    llama_cpp.llama_backend_init()
 
 
 if __name__ == "__main__":
