@@ -296,10 +296,10 @@ def runtime_targets(p: Probe) -> Finding:
     runtimes = _runtimes(p)
     if isinstance(runtimes, str):
         return skip(runtimes)
-    wanted = {"cuda": {g.compute.replace(".", ""): g.name for g in p.gpus.usable
-                       if g.vendor == "nvidia"},
-              "hip": {(g.override and _gfx_of(g.override)) or g.compute: g.name
-                      for g in p.gpus.usable if g.vendor == "amd"}}
+    from ollamactl.runtime.builds.gpu_plan import cuda_target, hip_target
+
+    wanted = {"cuda": {cuda_target(g): g.name for g in p.gpus.usable if g.vendor == "nvidia"},
+              "hip": {hip_target(g): g.name for g in p.gpus.usable if g.vendor == "amd"}}
     stale = []
     for item in runtimes:
         backend, targets = str(item.get("backend")), set(map(str, item.get("targets") or ()))
@@ -315,13 +315,3 @@ def runtime_targets(p: Probe) -> Finding:
             (("ollamactl", "runtime", "build", "--force"), ("ollamactl", "restart"))))
     return ok("built for " + ", ".join(f"{r.get('backend')} {','.join(r.get('targets') or [])}"
                                         for r in runtimes))
-
-
-def _gfx_of(override: str) -> str:
-    from ollamactl.gpu.support import gfx_from_override
-    from ollamactl.settings import Invalid, parse_gfx_override
-
-    try:
-        return gfx_from_override(parse_gfx_override(override))
-    except Invalid:  # a bad override is gpu.amd-gfx's finding
-        return ""

@@ -187,14 +187,14 @@ def _choose_nvidia(choice: _Choice, gpus: list[GpuInfo], inventory: GpuInventory
     if problem:
         choice.skipped.append(Skipped(tuple(map(_label, fit)), problem))
         return
-    archs = sorted({g.compute.replace(".", "") for g in fit}, key=int)
+    archs = sorted({cuda_target(g) for g in fit}, key=int)
     choice.runtimes.append(PlannedRuntime("cuda", tuple(archs), tuple(map(_label, fit))))
 
 
 def _choose_amd(choice: _Choice, gpus: list[GpuInfo], tools: Toolchains) -> None:
     hip: dict[str, list[str]] = {}      # gfx target -> GPUs
     for gpu in gpus:
-        target = _hip_target(gpu)
+        target = hip_target(gpu)
         if tools.rocm.usable and target:
             hip.setdefault(target, []).append(_label(gpu))
         elif _vulkan_runs_on(tools.vulkan, "amd"):
@@ -262,9 +262,15 @@ def _cc(compute: str) -> tuple[int, int]:
     return int(major), int(minor)
 
 
-def _hip_target(gpu: GpuInfo) -> str:
+def cuda_target(gpu: GpuInfo) -> str:
+    """The CUDA architecture a runtime for ``gpu`` is built for: compute capability 8.9 -> "89"
+    (CMAKE_CUDA_ARCHITECTURES; doctor checks a runtime's targets against it)."""
+    return gpu.compute.replace(".", "")
+
+
+def hip_target(gpu: GpuInfo) -> str:
     """The gfx target ROCm runs ``gpu`` as: the override's for an overridden card ("" when ROCm
-    cannot run it)."""
+    cannot run it); what a HIP runtime is built for and doctor checks it against."""
     if not gpu.verdict.ok:
         return ""
     if gpu.verdict.code == "override" and gpu.verdict.override:
