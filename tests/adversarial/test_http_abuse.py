@@ -22,7 +22,7 @@ POST_ROUTES = ["/api/generate", "/api/chat", "/api/show", "/api/create", "/api/p
                "/api/copy", "/api/embed", "/api/embeddings", "/v1/chat/completions",
                "/v1/completions", "/v1/embeddings"]
 MALFORMED = [b"\xff\xfe\xfd", b'{"model": "\xc3\x28"}', b'{"model": "smollm2:135m"', b"{,}",
-             b"[1, 2]", b"null", b'"text"', b"{'model': 1}", b'{"model": NaN}' + b"\x00",
+             b"[1, 2]", b'"text"', b"{'model': 1}", b'{"model": NaN}' + b"\x00",
              b"\x00" * 16, b"{" * 100_000 + b"}" * 100_000, b"[" * 5000 + b"]" * 5000,
              b'{"model": "a", "model": ' + b"9" * 5000 + b"}", b"\xef\xbb\xbf{}x"]
 SMOLLM2_VOCAB = 49152
@@ -55,6 +55,17 @@ def test_malformed_bodies_get_400(adv_server: Server, reliability: Reliability) 
             reliability.tried()
             assert response.status_code == 400, (route, body[:40], response.text[:300])
             assert "error" in response.json()
+    assert adv_server.is_alive()
+
+
+def test_a_null_body_is_an_empty_request(adv_server: Server, reliability: Reliability) -> None:
+    # Go's encoding/json leaves a struct unset for `null`: Ollama answers it as it answers `{}`
+    for route in POST_ROUTES:
+        null = requests.post(adv_server.url + route, data=b"null", timeout=30)
+        empty = requests.post(adv_server.url + route, data=b"{}", timeout=30)
+        reliability.tried(2)
+        assert (null.status_code, null.json()) == (empty.status_code, empty.json()), route
+        assert 400 <= null.status_code < 500, (route, null.text)
     assert adv_server.is_alive()
 
 

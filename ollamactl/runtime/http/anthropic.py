@@ -392,6 +392,8 @@ async def _relaxed_think(request: Request, native: dict[str, Any]) -> None:
 async def messages(request: Request) -> Response:
     """``POST /v1/messages``: one ``message`` object, or its events with ``stream: true``."""
     body = await read_json(request)
+    if body is None:        # Go leaves a struct unset for `null`, as Ollama's middleware does
+        body = {}
     if not isinstance(body, dict):
         raise _bad("request body must be a JSON object")
     native = to_chat_request(body)

@@ -18,7 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ollamactl.runtime.http.inference import prepare
-from ollamactl.runtime.http.requests import ApiError, read_json
+from ollamactl.runtime.http.requests import ApiError, parse_request
+from ollamactl.runtime.http.schemas import EmbeddingRequest, EmbedRequest
 from ollamactl.runtime.scheduling.runner_client import RunnerFailed, RunnerRefused
 
 
@@ -90,13 +91,6 @@ async def embed_texts(request: Request, model_name: str, inputs: Sequence[str], 
                     time.perf_counter_ns() - started)
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
-    body = await read_json(request)
-    if not isinstance(body, dict):
-        raise ApiError(400, "request body must be a JSON object")
-    return body
-
-
 def _inputs(value: Any) -> list[str]:
     if value is None or value == "":
         return []
@@ -107,22 +101,19 @@ def _inputs(value: Any) -> list[str]:
     raise ApiError(400, "invalid input type")
 
 
-def _dimensions(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+def _dimensions(value: int) -> int | None:
+    if value < 0:
         raise ApiError(400, "dimensions must be a non-negative integer")
     return value or None
 
 
 async def embed(request: Request) -> Response:
-    body = await _json_body(request)
-    name = str(body.get("model") or "")
-    inputs = _inputs(body.get("input"))
-    dimensions = _dimensions(body.get("dimensions"))
-    truncate = body.get("truncate", True) is not False
-    result = await embed_texts(request, name, inputs, truncate=truncate,
-                               options=body.get("options"), keep_alive=body.get("keep_alive"))
+    req = await parse_request(request, EmbedRequest)
+    name = req.model
+    inputs = _inputs(req.input)
+    dimensions = _dimensions(req.dimensions)
+    result = await embed_texts(request, name, inputs, truncate=req.truncate is not False,
+                               options=req.options, keep_alive=req.keep_alive)
     if not inputs:
         return JSONResponse({"model": name, "embeddings": []})
     try:
@@ -137,11 +128,7 @@ async def embed(request: Request) -> Response:
 
 
 async def embeddings_legacy(request: Request) -> Response:
-    body = await _json_body(request)
-    prompt = body.get("prompt") or ""
-    if not isinstance(prompt, str):
-        raise ApiError(400, "invalid input type")
-    result = await embed_texts(request, str(body.get("model") or ""), [prompt] if prompt else [],
-                               truncate=True, options=body.get("options"),
-                               keep_alive=body.get("keep_alive"))
+    req = await parse_request(request, EmbeddingRequest)
+    result = await embed_texts(request, req.model, [req.prompt] if req.prompt else [],
+                               truncate=True, options=req.options, keep_alive=req.keep_alive)
     return JSONResponse({"embedding": result.vectors[0] if result.vectors else []})

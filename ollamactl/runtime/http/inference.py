@@ -403,7 +403,7 @@ async def chat(request: Request) -> Response:
     tools = [] if choice.disabled else tools
     from ollamactl.runtime.prompting.prompt import render_chat
 
-    messages = [m.model_dump(exclude_none=True) | {"role": m.role.lower()} for m in req.messages]
+    messages = [m.as_dict() | {"role": m.role.lower()} for m in req.messages]
     tagged_images = tag_messages(messages)
     try:
         messages = prepare_messages(messages,

@@ -24,25 +24,18 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 
 from ollamactl import __version__
 from ollamactl.errors import ModelError, OllamactlError
+from ollamactl.runtime.http.binding import UnmarshalError, bind
 from ollamactl.runtime.http.requests import (
     NDJSON,
     ApiError,
     ndjson_line,
     parse_request,
-    read_json,
     resolve_model,
     scheduler_of,
     store_of,
     thread_limiter,
 )
-from ollamactl.runtime.http.schemas import (
-    BadRequest,
-    CopyRequest,
-    CreateRequest,
-    ModelRequest,
-    local_time,
-    parse_body,
-)
+from ollamactl.runtime.http.schemas import CopyRequest, CreateRequest, ModelRequest, local_time
 from ollamactl.runtime.store import gguf
 from ollamactl.runtime.store.blobs import (
     BlobNotFound,
@@ -334,20 +327,14 @@ async def stream_work(work: Callable[[LayerProgress], object], stream: bool | No
     return StreamingResponse(body(), media_type=NDJSON)
 
 
-def _checked_files(files: Any, field: str) -> dict[str, str]:
+def _checked_files(files: dict[str, str] | None) -> dict[str, str]:
     """A ``files``/``adapters`` map of relative file names to canonical digests.
 
     Raises:
         ApiError: 400 with Ollama's text for a bad path or digest.
     """
-    if files is None:
-        return {}
-    if not isinstance(files, dict) or not all(isinstance(value, str) for value in
-                                              files.values()):
-        raise ApiError(400, f"invalid value for field {field!r}: expected a map of file "
-                            "names to digests")
     checked: dict[str, str] = {}
-    for filename, digest in files.items():
+    for filename, digest in (files or {}).items():
         if not _file_path_ok(filename):
             raise ApiError(400, "file path must be relative")
         try:
@@ -357,13 +344,19 @@ def _checked_files(files: Any, field: str) -> dict[str, str]:
     return checked
 
 
+def _licenses(license: Any) -> list[str] | None:
+    """A create's ``license``: one text, or a list Ollama unmarshals again as ``[]string``."""
+    if license is None or isinstance(license, str):
+        return [license] if license else None
+    try:
+        return bind(list[str], license)
+    except UnmarshalError as exc:
+        raise ApiError(400, str(exc)) from None
+
+
 async def create(request: Request) -> Response:
     """Ollama's CreateHandler: checks (a 4xx) before the stream, the work streamed live."""
-    body = await read_json(request)
-    try:
-        req = parse_body(CreateRequest, body)
-    except BadRequest as exc:
-        raise ApiError(400, str(exc)) from None
+    req = await parse_request(request, CreateRequest)
     store = store_of(request)
     try:
         ModelName.parse(req.target)
@@ -371,15 +364,13 @@ async def create(request: Request) -> Response:
         raise ApiError(400, "invalid model name") from None
     if not req.from_ and not req.files:
         raise ApiError(400, "neither 'from' or 'files' was specified")
-    files = _checked_files(req.files, "files")
-    # "adapters" (file name -> digest, as Ollama's CreateRequest has it) is read from the body:
-    # CreateRequest has no field for it yet.
-    adapters = list(_checked_files(body.get("adapters"), "adapters").values())
+    files = _checked_files(req.files)
+    adapters = list(_checked_files(req.adapters).values())
     try:
         params = validate_options(req.parameters, strict=True)
     except InvalidOption as exc:
         raise ApiError(400, str(exc)) from None
-    license_texts = [req.license] if isinstance(req.license, str) else req.license
+    license_texts = _licenses(req.license)
 
     def prepare() -> CreatePlan:
         # as Ollama's create, each GGUF is a model or a projector by its header
@@ -406,7 +397,7 @@ async def create(request: Request) -> Response:
     def work(progress: LayerProgress) -> LocalModel:
         return write_model(
             store, plan, template=req.template, system=req.system, params=params or None,
-            messages=[m.model_dump(exclude_none=True) for m in req.messages]
+            messages=[m.as_dict() for m in req.messages]
             if req.messages else None, license=license_texts, progress=progress)
 
     return await stream_work(work, req.stream)

@@ -82,6 +82,8 @@ async def request_body(request: Request) -> dict[str, Any]:
         body = json.loads(raw)
     except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         raise OpenAIError(400, f"invalid JSON in request body: {exc}") from None
+    if body is None:        # Go leaves a struct unset for `null`, as Ollama's middleware does
+        return {}
     if not isinstance(body, dict):
         raise OpenAIError(400, "request body must be a JSON object")
     return body

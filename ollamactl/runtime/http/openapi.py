@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.routing import Route
 
 from ollamactl.runtime.http import schemas
+from ollamactl.runtime.http.binding import json_schema
 
 _PARAM = re.compile(r"{(\w+)(?::\w+)?}")
 
@@ -46,14 +46,8 @@ _OPENAI_BODIES: dict[str, dict[str, Any]] = {
         "stream": {"type": "boolean"}, "max_output_tokens": {"type": "integer"},
         "temperature": {"type": "number"}, "tools": {"type": "array"}, "reasoning": {},
         "text": {}}},
-    "/api/embed": {"type": "object", "properties": {
-        "model": {"type": "string"}, "input": {}, "truncate": {"type": "boolean"},
-        "options": {"type": "object"}, "keep_alive": {}, "dimensions": {"type": "integer"}}},
-    "/api/embeddings": {"type": "object", "properties": {
-        "model": {"type": "string"}, "prompt": {"type": "string"},
-        "options": {"type": "object"}, "keep_alive": {}}},
 }
-_NATIVE_BODIES: dict[tuple[str, str], type[BaseModel]] = {
+_NATIVE_BODIES: dict[tuple[str, str], type] = {
     ("/api/generate", "post"): schemas.GenerateRequest,
     ("/api/chat", "post"): schemas.ChatRequest,
     ("/api/show", "post"): schemas.ModelRequest,
@@ -61,6 +55,8 @@ _NATIVE_BODIES: dict[tuple[str, str], type[BaseModel]] = {
     ("/api/delete", "delete"): schemas.ModelRequest,
     ("/api/copy", "post"): schemas.CopyRequest,
     ("/api/create", "post"): schemas.CreateRequest,
+    ("/api/embed", "post"): schemas.EmbedRequest,
+    ("/api/embeddings", "post"): schemas.EmbeddingRequest,
 }
 
 
@@ -93,10 +89,8 @@ def openapi_schema(app: Starlette) -> dict[str, Any]:
             body: dict[str, Any] | None = None
             model = _NATIVE_BODIES.get((path, method))
             if model is not None:
-                body = model.model_json_schema(ref_template="#/components/schemas/{model}")
-                for name, definition in body.pop("$defs", {}).items():
-                    document.setdefault("components", {}).setdefault("schemas", {})[name] = \
-                        definition
+                body = json_schema(model, document.setdefault("components", {})
+                                   .setdefault("schemas", {}))
             elif path in _OPENAI_BODIES and method == "post":
                 body = _OPENAI_BODIES[path]
             elif path.startswith("/api/blobs/") and method == "post":

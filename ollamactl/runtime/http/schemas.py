@@ -1,8 +1,9 @@
-"""Request bodies of the native API (pydantic) and the value rules Ollama applies to them.
+"""Request bodies of the native API and the value rules Ollama applies to them.
 
-Responses are plain dicts built in :mod:`inference` and :mod:`management`: on the token path a
-dict and one ``json.dumps`` per chunk cost less than a model round trip. Field names follow
-api/types.go.
+The bodies are dataclasses bound as Go binds Ollama's structs (:mod:`binding`: strict types,
+Go's error texts). Responses are plain dicts built in :mod:`inference` and :mod:`management`:
+on the token path a dict and one ``json.dumps`` per chunk cost less than a model round trip.
+Field names follow api/types.go.
 """
 
 from __future__ import annotations
@@ -10,27 +11,23 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
-
+from ollamactl.runtime.http.binding import UnmarshalError, bind
 from ollamactl.settings import Invalid, parse_go_duration
 
-T = TypeVar("T", bound=BaseModel)
+T = TypeVar("T")
 
 
 class BadRequest(ValueError):
     """The body is not acceptable; the message goes back as a 400 ``{"error": ...}``."""
 
 
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class Message(_Request):
-    role: str
+@dataclass
+class Message:
+    role: str = ""
     content: str = ""
     thinking: str | None = None
     images: list[str] | None = None
@@ -38,8 +35,13 @@ class Message(_Request):
     tool_name: str | None = None
     tool_call_id: str | None = None
 
+    def as_dict(self) -> dict[str, Any]:
+        """The fields that are set, as the templates and the store read a message."""
+        return {name: value for name, value in vars(self).items() if value is not None}
 
-class GenerateRequest(_Request):
+
+@dataclass
+class GenerateRequest:
     model: str = ""
     prompt: str = ""
     suffix: str = ""
@@ -59,7 +61,8 @@ class GenerateRequest(_Request):
     top_logprobs: int = 0
 
 
-class ChatRequest(_Request):
+@dataclass
+class ChatRequest:
     model: str = ""
     messages: list[Message] | None = None
     tools: list[Any] | None = None
@@ -75,7 +78,28 @@ class ChatRequest(_Request):
     top_logprobs: int = 0
 
 
-class ModelRequest(_Request):
+@dataclass
+class EmbedRequest:
+    model: str = ""
+    input: Any = None            # a string or a list of strings, checked by the handler
+    truncate: bool | None = None
+    dimensions: int = 0
+    options: dict[str, Any] | None = None
+    keep_alive: Any = None
+
+
+@dataclass
+class EmbeddingRequest:
+    """The legacy ``/api/embeddings``: one ``prompt``."""
+
+    model: str = ""
+    prompt: str = ""
+    options: dict[str, Any] | None = None
+    keep_alive: Any = None
+
+
+@dataclass
+class ModelRequest:
     """show / delete / pull: ``model`` or the deprecated ``name``. ``system`` and ``options``:
     show answers as if they were the model's (Ollama's REPL sends its session's)."""
 
@@ -92,30 +116,26 @@ class ModelRequest(_Request):
         return self.model or self.name
 
 
-class CopyRequest(_Request):
+@dataclass
+class CopyRequest:
     source: str = ""
     destination: str = ""
 
 
-class CreateRequest(_Request):
+@dataclass
+class CreateRequest:
     model: str = ""
     name: str = ""
-    from_: str | None = None
+    from_: str | None = field(default=None, metadata={"json": "from"})
     files: dict[str, str] | None = None
+    adapters: dict[str, str] | None = None
     template: str | None = None
     system: str | None = None
-    license: str | list[str] | None = None
+    license: Any = None           # a string or a list of strings
     parameters: dict[str, Any] | None = None
     messages: list[Message] | None = None
     stream: bool | None = None
     quantize: str | None = None
-
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
-    def __init__(self, **data: Any) -> None:
-        if "from" in data:
-            data["from_"] = data.pop("from")
-        super().__init__(**data)
 
     @property
     def target(self) -> str:
@@ -123,15 +143,11 @@ class CreateRequest(_Request):
 
 
 def parse_body(schema: type[T], data: Any) -> T:
-    """Validate a decoded JSON body; one line naming the first bad field on failure."""
-    if not isinstance(data, dict):
-        raise BadRequest("request body must be a JSON object")
+    """Bind a decoded JSON body; Go's one-line error for the first value of a wrong type."""
     try:
-        return schema.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise BadRequest(f"invalid value for field {where!r}: {first['msg']}") from None
+        return bind(schema, data)
+    except UnmarshalError as exc:
+        raise BadRequest(str(exc)) from None
 
 
 def parse_keep_alive(value: Any) -> float | None:
