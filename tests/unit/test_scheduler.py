@@ -1,23 +1,20 @@
 """Scheduler rules (queue limit, eviction order, keep_alive, reloads, memory) with the runner
-process faked at its boundary: the fake starts instantly and records when it is stopped. Free
-VRAM is asked of a fake NVML module (tests.gpu_fakes)."""
+process faked at its boundary: the fake starts instantly and records when it is stopped; the GPU
+runtime's device discovery (a child process) answers what the test gives."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import math
-import threading
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-import pynvml
 import pytest
 
-from ollamactl.gpu.nvidia import Nvml
 from ollamactl.runtime.runner.config import RunnerConfig
-from ollamactl.runtime.scheduling.memory import MemoryState, free_vram_bytes, gpu_count
+from ollamactl.runtime.scheduling.memory import MemoryState
 from ollamactl.runtime.scheduling.runner_client import ReadyInfo, RunnerFailed, RunnerProcess
 from ollamactl.runtime.scheduling.scheduler import (
     QUEUE_FULL_MESSAGE,
@@ -28,7 +25,7 @@ from ollamactl.runtime.scheduling.scheduler import (
     SchedulerConfig,
     SchedulerEvents,
 )
-from tests.gpu_fakes import GIB, FakeNvml, h100, rtx3060
+from tests.gpu_fakes import GIB
 
 
 class FakeRunnerProcess:
@@ -118,6 +115,21 @@ def test_max_loaded_one_evicts_the_idle_model() -> None:
         sched.release(await sched.acquire(ref("b"), cfg("b"), None))
         assert log == ["start a ctx=2048", "stop a", "start b ctx=2048"]
         assert [item.ref.name for item in sched.running()] == ["b"]
+        await sched.close()
+
+    run(scenario)
+
+
+def test_by_default_three_models_stay_loaded_on_the_cpu() -> None:
+    async def scenario() -> None:
+        log: list[str] = []
+        sched = make_scheduler(log)       # OLLAMA_MAX_LOADED_MODELS unset: Ollama's 3 x 1
+        for name in "abc":
+            sched.release(await sched.acquire(ref(name), cfg(name), None))
+        assert not any(line.startswith("stop") for line in log)
+        sched.release(await sched.acquire(ref("d"), cfg("d"), None))
+        assert sum(line.startswith("stop") for line in log) == 1
+        assert len(sched.running()) == 3
         await sched.close()
 
     run(scenario)
@@ -368,41 +380,6 @@ def test_a_load_that_fails_for_another_reason_keeps_the_other_models() -> None:
     run(scenario)
 
 
-def test_free_vram_is_asked_through_the_one_nvml_door() -> None:
-    fake = FakeNvml([rtx3060(), h100()])
-    nvml = Nvml(fake)
-    assert free_vram_bytes(nvml) == (11 + 79) * GIB
-    assert gpu_count(nvml) == 2
-    assert fake.init_calls == 1      # one NVML session for the server, not one per probe
-
-
-@pytest.mark.parametrize("fake", [
-    FakeNvml(init_error=pynvml.NVMLError_LibRmVersionMismatch),
-    FakeNvml(init_error=pynvml.NVMLError_DriverNotLoaded),
-    FakeNvml([rtx3060(), dataclasses.replace(h100(), memory_error=pynvml.NVMLError_NotSupported)]),
-])
-def test_without_a_working_nvml_there_is_no_vram(fake: FakeNvml) -> None:
-    assert free_vram_bytes(Nvml(fake)) == 0
-    assert gpu_count(Nvml(fake)) == 0
-
-
-def test_a_hung_nvml_init_costs_one_bounded_wait() -> None:
-    release = threading.Event()
-
-    class HangingNvml(FakeNvml):
-        def nvmlInit(self) -> None:
-            self.init_calls += 1
-            release.wait(5.0)
-
-    fake = HangingNvml([h100()])
-    nvml = Nvml(fake, init_timeout_s=0.05)
-    try:
-        assert free_vram_bytes(nvml) == 0 and gpu_count(nvml) == 0
-        assert fake.init_calls == 1
-    finally:
-        release.set()
-
-
 # -- GPU placement at each load ---------------------------------------------------------------
 # The GPU runtime's device discovery (a child process) is faked at its boundary: it answers what
 # `python -m ollamactl.runtime.builds.loader devices LIB` would. The model header is SmolLM2's.
@@ -616,6 +593,35 @@ def test_the_default_context_is_ollamas_vram_tier_less_the_overhead() -> None:
         assert await gpu_scheduler(log, devices=two).default_num_ctx() == 262144
 
     run(scenario)
+
+
+def test_by_default_three_models_stay_loaded_per_gpu_found() -> None:
+    async def scenario() -> None:
+        log: list[str] = []
+        two = [LAVAPIPE, {**LAVAPIPE, "id": "Vulkan1"}]
+        sched = gpu_scheduler(log, devices=two)
+        for index in range(7):
+            name = f"m{index}"
+            on_cpu = dataclasses.replace(cfg(name), num_gpu=0)   # placement aside
+            sched.release(await sched.acquire(gpu_ref(name), on_cpu, None))
+        assert sum(line.startswith("stop") for line in log) == 1 and len(sched.running()) == 6
+        await sched.close()
+
+    run(scenario)
+
+
+def test_without_device_nodes_no_runtime_is_even_listed(tmp_path: Path) -> None:
+    from ollamactl.runtime.scheduling.gpus import Gpus
+
+    def discover(library: str, environ: Any) -> dict[str, Any]:
+        raise AssertionError("no discovery without a device node")
+
+    bare = Gpus(environ={}, discover=discover, dev=tmp_path)
+    assert bare.backend() is None and bare.runtimes is None and bare.problem == ""
+    (tmp_path / "dxg").touch()      # WSL2's GPU node: CUDA and Vulkan go through it
+    wsl = Gpus(environ={}, dev=tmp_path)
+    assert wsl.may_have_devices("cuda") and wsl.may_have_devices("vulkan")
+    assert not wsl.may_have_devices("hip")
 
 
 def test_without_device_nodes_or_a_named_device_no_discovery_runs(tmp_path: Path) -> None:

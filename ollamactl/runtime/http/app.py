@@ -34,7 +34,6 @@ from ollamactl.runtime.http.requests import CLIENT_GONE, ApiError
 from ollamactl.runtime.http.routes import routes
 from ollamactl.runtime.http.security import RequestGuard
 from ollamactl.runtime.scheduling.gpus import Gpus
-from ollamactl.runtime.scheduling.memory import gpu_count
 from ollamactl.runtime.scheduling.runner_client import RunnerProcess, SpareRunner
 from ollamactl.runtime.scheduling.scheduler import Scheduler, SchedulerConfig
 from ollamactl.runtime.store.manifests import Store
@@ -99,9 +98,9 @@ class RequestLog:
 
 
 def scheduler_config(config: ServerConfig) -> SchedulerConfig:
-    max_loaded = config.max_loaded_models or 3 * max(1, gpu_count())
-    return SchedulerConfig(max_loaded_models=max_loaded, num_parallel=config.num_parallel,
-                           max_queue=config.max_queue, load_timeout_s=config.load_timeout_s,
+    return SchedulerConfig(max_loaded_models=config.max_loaded_models,
+                           num_parallel=config.num_parallel, max_queue=config.max_queue,
+                           load_timeout_s=config.load_timeout_s,
                            default_keep_alive_s=config.keep_alive_s,
                            gpu_overhead_bytes=config.gpu_overhead_bytes,
                            sched_spread=config.sched_spread)
@@ -126,9 +125,10 @@ def create_app(config: ServerConfig, *, scheduler: Scheduler | None = None,
             app.state.scheduler.events = app.state.metrics
         sched = app.state.scheduler.config
         log.info("server config host=%s models=%s keep_alive=%s num_parallel=%d "
-                 "max_loaded_models=%d max_queue=%d context_length=%s env=%s",
+                 "max_loaded_models=%s max_queue=%d context_length=%s env=%s",
                  config.host, config.models, go_duration(config.keep_alive_s),
-                 sched.num_parallel, sched.max_loaded_models, sched.max_queue,
+                 sched.num_parallel, sched.max_loaded_models or "auto (3 per GPU)",
+                 sched.max_queue,
                  config.context_length or "auto (VRAM tier)", dict(config.environment))
         try:
             prune(app.state.store, noprune=config.noprune)

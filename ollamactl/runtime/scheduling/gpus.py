@@ -43,8 +43,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("ollamactl.runtime.gpus")
 
 DISCOVERY_TIMEOUT_S = 60.0
-# The device nodes each GPU runtime's driver makes (below /dev)
-DEVICE_NODES = {"cuda": ("nvidia[0-9]*",), "hip": ("kfd",), "vulkan": ("dri/renderD*",)}
+# The device nodes each GPU runtime's driver makes (below /dev); WSL2 gives CUDA and Vulkan
+# (Mesa's dozen) through /dev/dxg instead
+DEVICE_NODES = {"cuda": ("nvidia[0-9]*", "dxg"), "hip": ("kfd",),
+                "vulkan": ("dri/renderD*", "dxg")}
 
 # Ollama's default num_ctx tiers by the GPUs' VRAM, less OLLAMA_GPU_OVERHEAD (server/routes.go)
 CONTEXT_TIERS = ((47 * GIB, 262144), (23 * GIB, 32768))
@@ -132,6 +134,10 @@ class Gpus:
             return self._backend
 
     def _find(self) -> GpuBackend | None:
+        if self.runtimes is None and not any(map(self.may_have_devices, DEVICE_NODES)):
+            # nothing to discover: the installed runtimes are not even listed
+            log.info("no GPU device node here; models load on the CPU")
+            return None
         if self.runtimes is None:
             from ollamactl.runtime.builds.gpu_backends import installed_gpu_runtimes
 

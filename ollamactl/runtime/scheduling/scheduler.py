@@ -99,7 +99,7 @@ class ModelTooLarge(RunnerFailed):
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    max_loaded_models: int = 3
+    max_loaded_models: int = 0       # 0: Ollama's default, 3 per GPU found (3 on the CPU)
     num_parallel: int = 1
     max_queue: int = 512
     load_timeout_s: float = 300.0
@@ -202,6 +202,14 @@ class Scheduler:
         await self._discover()
         return context_tier(self.gpus.usable_vram(self.config.gpu_overhead_bytes))
 
+    def _max_loaded(self) -> int:
+        """OLLAMA_MAX_LOADED_MODELS, or Ollama's default: 3 per GPU the runtime found (every
+        vendor's, after the discovery), 3 without one."""
+        if self.config.max_loaded_models > 0:
+            return self.config.max_loaded_models
+        backend = self.gpus.backend() if self.gpus is not None else None
+        return 3 * max(1, len(backend.devices) if backend else 0)
+
     async def _discover(self) -> None:
         """The GPU discovery, once, in a worker thread (a child process runs it); every later
         call (each request asks for the default context) costs no thread hop."""
@@ -280,10 +288,10 @@ class Scheduler:
                     await self._evict(current, "crashed" if not current.process.is_alive
                                       else "evicted")
                     continue
-                if len(self.loaded) >= max(1, self.config.max_loaded_models):
+                await self._discover()
+                if len(self.loaded) >= self._max_loaded():
                     await self._evict(self._pick_victim())
                     continue
-                await self._discover()
                 plan = self._plan(ref, config)
                 if self._short_of_vram(plan):
                     log.info("model=%s fits %d of %d layers on the GPU beside the loaded "
