@@ -110,7 +110,7 @@ def create_app(config: ServerConfig, *, scheduler: Scheduler | None = None,
                store: Store | None = None,
                spare: subprocess.Popen[bytes] | None = None) -> Starlette:
     """The server app; the lifespan owns the scheduler and stops every runner at shutdown.
-    ``spare``: a runner started before the app (:func:`runner_client.start_spare`), for the
+    ``spare``: a runner started before the app (:func:`spare.start_spare`), for the
     first load."""
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -134,18 +134,17 @@ def create_app(config: ServerConfig, *, scheduler: Scheduler | None = None,
             prune(app.state.store, noprune=config.noprune)
         except ModelError as exc:
             log.warning("blob pruning skipped: %s", exc)
-        from ollamactl.runtime.prompting import template_worker
-
-        # a template worker and the GPU discovery ready for the first request, started
-        # beside serving, not before it
-        loop = asyncio.get_running_loop()
-        warming = [loop.run_in_executor(None, template_worker.warm)]
-        if (gpus := app.state.scheduler.gpus) is not None:
-            warming.append(loop.run_in_executor(None, gpus.backend))
+        # the GPU discovery ready for the first request, run beside serving (without a
+        # device node it lists nothing and returns at once); a template worker starts with
+        # the first request that renders (inference._warm_renderer)
+        gpus = app.state.scheduler.gpus
+        discovery = None if gpus is None else \
+            asyncio.get_running_loop().run_in_executor(None, gpus.backend)
         try:
             yield
         finally:
-            await asyncio.gather(*warming)
+            if discovery is not None:
+                await discovery
             await app.state.scheduler.close()
             if spare_runner is not None:
                 await spare_runner.close()

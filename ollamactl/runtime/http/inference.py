@@ -319,8 +319,17 @@ async def prepare(request: Request, model_name: str, options: Any, keep_alive: A
     return Inference(request, model_name, model, merged, keep_alive_s)
 
 
+def _warm_renderer() -> None:
+    """A template worker starting beside this request's model lookup (the first time only)."""
+    from ollamactl.runtime.prompting import template_worker
+
+    template_worker.warm()
+
+
 async def generate(request: Request) -> Response:
     req = await parse_request(request, GenerateRequest)
+    if not req.raw:
+        _warm_renderer()
     _check_images(req.images or ())
     logprobs = _parsed_logprobs(req.logprobs, req.top_logprobs)
     think = _parsed_think(req.think)
@@ -340,10 +349,15 @@ async def generate(request: Request) -> Response:
 
     text = req.prompt if req.raw or not req.images else \
         tag_content(req.prompt, 0, len(req.images))
-    prompt = await _rendered(request, lambda: render_generate(
-        inference.model, text, system=req.system, template=req.template, raw=req.raw,
-        include_model_messages=not req.context, think=think.template_values(),
-        suffix=req.suffix))
+
+    def render() -> Prompt:
+        return render_generate(
+            inference.model, text, system=req.system, template=req.template, raw=req.raw,
+            include_model_messages=not req.context, think=think.template_values(),
+            suffix=req.suffix)
+
+    # a raw prompt is taken as written: no template, so neither a worker nor a thread
+    prompt = render() if req.raw else await _rendered(request, render)
     reply = ReplySplitter(_thinking_parser(inference.model, think, prompt), None)
     name = req.model
 
@@ -382,6 +396,7 @@ async def generate(request: Request) -> Response:
 
 async def chat(request: Request) -> Response:
     req = await parse_request(request, ChatRequest)
+    _warm_renderer()
     _check_images(image for m in req.messages or () for image in m.images or ())
     logprobs = _parsed_logprobs(req.logprobs, req.top_logprobs)
     think = _parsed_think(req.think)

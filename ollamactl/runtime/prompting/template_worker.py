@@ -114,6 +114,7 @@ class _Pool:
         self.lock = threading.Lock()
         self.slots = threading.BoundedSemaphore(size)
         self.idle: list[_Worker] = []
+        self.warmed = False
 
     def render(self, job: Mapping[str, Any]) -> dict[str, Any]:
         with self.slots:
@@ -137,10 +138,11 @@ class _Pool:
         return reply
 
     def warm(self) -> None:
-        """Start one worker ahead of the first request (a worker takes ~0.3 s to start)."""
-        worker = _Worker()
+        """Start one worker ahead of the first render; later calls do nothing."""
         with self.lock:
-            self.idle.append(worker)
+            if not self.warmed:
+                self.warmed = True
+                self.idle.append(_Worker())
 
     def close(self) -> None:
         with self.lock:
@@ -154,7 +156,10 @@ atexit.register(_pool.close)
 
 
 def warm() -> None:
-    """Have a worker ready before the first render (the server calls this once it listens)."""
+    """Have a worker starting before the first render: the server calls this when a request
+    that renders arrives, so the worker's start (~50 ms of a core) runs beside the request's
+    model lookup. Not at server start, where on a small machine it took a core from the
+    server's own start and the first model load."""
     _pool.warm()
 
 
