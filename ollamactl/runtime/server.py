@@ -20,10 +20,13 @@ import os
 import socket
 import sys
 from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
-from ollamactl import host as hostmod
 from ollamactl.errors import EXIT_INTERRUPTED, OllamactlError, report
-from ollamactl.settings import ServerConfig, load_server_config
+from ollamactl.runtime.scheduling.spare import end_spare, start_spare
+
+if TYPE_CHECKING:
+    from ollamactl.settings import ServerConfig
 
 log = logging.getLogger("ollamactl.server")
 
@@ -45,15 +48,15 @@ def _check_bindable(config: ServerConfig) -> None:
 
 def serve(environ: Mapping[str, str] | None = None) -> None:
     """Run the server in the foreground until interrupted. A spare runner starts first, so
-    that it imports llama.cpp while the server imports its own modules."""
-    from ollamactl.runtime.scheduling.runner_client import end_spare, start_spare
-
+    that it imports llama.cpp while the server imports its own modules (the settings too)."""
     spare = start_spare()
     try:
         with _no_collection():
             import uvicorn
 
+            from ollamactl import host as hostmod
             from ollamactl.runtime.http.app import create_app, setup_server_logging
+            from ollamactl.settings import load_server_config
 
         env = os.environ if environ is None else environ
         config = load_server_config(env, hostmod.detect(), service=False)

@@ -55,6 +55,8 @@ class RunnerConfig:
 RUNNER_COMMAND = (sys.executable, "-I", "-m", "ollamactl.runtime.runner.main")
 # a runner started ahead of its first load: it takes its config as the first frame on stdin
 SPARE_FLAG = "--spare"
+# how long a runner may take to end after its stdin closes (then SIGTERM, then SIGKILL)
+STOP_GRACE_S = 5.0
 
 
 def physical_cores() -> int:

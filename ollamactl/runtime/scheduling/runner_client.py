@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ollamactl.runtime.builds.variants import Choice, VariantError
 from ollamactl.runtime.ipc import HEADER, ProtocolError, decode_payload, encode_frame, frame_length
-from ollamactl.runtime.runner.config import RUNNER_COMMAND, SPARE_FLAG, RunnerConfig
+from ollamactl.runtime.runner.config import STOP_GRACE_S, RunnerConfig
 
 if TYPE_CHECKING:
     from ollamactl.runtime.builds.serving import CpuLibraries
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 # a stable source= for log readers, whatever the module's path (see ollamactl.runtime)
 log = logging.getLogger("ollamactl.runtime.runner_client")
 
-STOP_GRACE_S = 5.0
 
 
 class RunnerFailed(Exception):
@@ -140,34 +139,8 @@ class AdoptedProcess:
 Process = asyncio.subprocess.Process | AdoptedProcess
 
 
-def start_spare() -> subprocess.Popen[bytes] | None:
-    """Start the spare runner (:data:`SPARE_FLAG`): it imports llama.cpp while the server
-    imports its own modules, and waits for its config on stdin; None where it cannot start
-    (a load then starts its own runner)."""
-    try:
-        return subprocess.Popen([*RUNNER_COMMAND, SPARE_FLAG], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE)
-    except OSError as exc:
-        log.warning("no spare runner: %s", exc)
-        return None
-
-
-def end_spare(popen: subprocess.Popen[bytes]) -> None:
-    """End a spare nobody adopted or took (the server did not get to serve): closing its
-    stdin ends it."""
-    if popen.poll() is None:
-        with contextlib.suppress(OSError):
-            if popen.stdin is not None:
-                popen.stdin.close()
-        try:
-            popen.wait(STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            popen.kill()
-            popen.wait()
-
-
 class SpareRunner:
-    """The spare runner (:func:`start_spare`) once the event loop runs: the server's first
+    """The spare runner (:func:`spare.start_spare`) once the event loop runs: the server's first
     load takes it and sends its config (with the CPU library chosen then) instead of starting
     an interpreter, ~0.1-0.2 s earlier. Used once; a later load starts its own runner, so an
     idle server keeps no spare process."""
