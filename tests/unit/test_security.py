@@ -57,7 +57,7 @@ def test_ollama_origins_add_to_the_defaults() -> None:
     ("localhost.evil.example", False),
 ])
 def test_host_rule(host: str, ok: bool) -> None:
-    assert is_local_host(host, hostname="myhost", interface_ips={"203.0.113.9"}) is ok
+    assert is_local_host(host, hostname="myhost", interface_ips=lambda: {"203.0.113.9"}) is ok
 
 
 def test_loopback_binds() -> None:

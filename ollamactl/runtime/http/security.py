@@ -16,9 +16,10 @@ One ASGI middleware, :class:`RequestGuard`, applies both before any route runs:
 from __future__ import annotations
 
 import fnmatch
+import functools
 import ipaddress
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 from ollamactl.runtime.http.asgi import ASGIApp, Message, Receive, Scope, Send
 
@@ -90,8 +91,10 @@ def local_addresses() -> set[str]:
     return found
 
 
-def is_local_host(header: str, *, hostname: str, interface_ips: set[str]) -> bool:
-    """Ollama's allowed-host rule for a loopback bind."""
+def is_local_host(header: str, *, hostname: str,
+                  interface_ips: Callable[[], Collection[str]]) -> bool:
+    """Ollama's allowed-host rule for a loopback bind. ``interface_ips`` is asked only for a
+    public IP (psutil's interface list costs ~5 ms the first time)."""
     name = _host_name(header).lower().rstrip(".")
     if not name or name == "localhost" or name == hostname.lower():
         return True
@@ -101,7 +104,7 @@ def is_local_host(header: str, *, hostname: str, interface_ips: set[str]) -> boo
         ip = ipaddress.ip_address(name)
     except ValueError:
         return False
-    return ip.is_loopback or ip.is_private or ip.is_unspecified or name in interface_ips
+    return ip.is_loopback or ip.is_private or ip.is_unspecified or name in interface_ips()
 
 
 class RequestGuard:
@@ -112,13 +115,11 @@ class RequestGuard:
         self.check_host = is_loopback_bind(bind_host)
         self.origins = allowed_origins(origins)
         self.hostname = socket.gethostname()
-        self.interface_ips: set[str] | None = None
+        self.interface_ips = functools.cache(local_addresses)
 
     def _host_ok(self, host: str) -> bool:
         if not self.check_host:
             return True
-        if self.interface_ips is None:
-            self.interface_ips = local_addresses()
         return is_local_host(host, hostname=self.hostname, interface_ips=self.interface_ips)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
