@@ -19,7 +19,6 @@ from typing import Any
 
 from ollamactl.runtime.builds import recipe, selftest
 from ollamactl.runtime.builds import variants as cpu_variants
-from ollamactl.runtime.builds.gpu_backends import installed_gpu_runtimes
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +109,8 @@ def server_libraries() -> CpuLibraries:
 
 def describe(requested: str | None = None) -> dict[str, object]:
     """This runtime as doctor and ``ollamactl runtime show`` report it (JSON-ready)."""
+    from ollamactl.runtime.builds.gpu_backends import installed_gpu_runtimes
+
     libraries = CpuLibraries.discover(requested)
     lib_dir, outcomes = libraries.lib_dir, libraries.outcomes
     state: dict[str, object] = {
