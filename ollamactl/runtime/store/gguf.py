@@ -242,8 +242,26 @@ class _Reader:
         return bytes(self.data[start:self.pos]).decode("utf-8", errors="replace")
 
     def skip_strings(self, count: int, what: str) -> None:
-        """Step over ``count`` strings, checking each length as :meth:`string` does: a
-        tight loop, since a vocabulary holds ~50k of them and only its length is wanted."""
+        """Step over ``count`` strings, checking each length as :meth:`string` does. A
+        vocabulary holds ~50k of them and only its length is wanted: the first pass checks
+        as little as it can (a length past the limit stops it, one past the end of the file
+        makes the next read fail); where it stops, a second finds the string to name."""
+        data, pos, unpack, limit = self.data, self.pos, _U64.unpack_from, MAX_STRING_LENGTH
+        try:
+            for _ in range(count):
+                (length,) = unpack(data, pos)
+                if length > limit:
+                    break
+                pos += 8 + length
+            else:
+                if pos <= self.size:
+                    self.pos = pos
+                    return
+        except struct.error:
+            pass
+        self._skip_strings_checked(count, what)
+
+    def _skip_strings_checked(self, count: int, what: str) -> None:
         data, pos, size, unpack = self.data, self.pos, self.size, _U64.unpack_from
         for index in range(count):
             if pos + 8 > size:
