@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 from ollamactl.errors import SettingError
 from ollamactl.host import detect
 from ollamactl.runtime.http.app import create_app
-from ollamactl.runtime.http.metrics import ServerMetrics
+from ollamactl.runtime.http.metrics import FIRST_TOKEN_BUCKETS_S, ServerMetrics
 from ollamactl.runtime.http.openapi import openapi_schema
 from ollamactl.settings import SETTINGS, load_server_config
 from tests.conftest import Cli
@@ -130,3 +130,9 @@ def test_token_timings_are_observed_once_per_sequence() -> None:
     assert found["ollama_time_to_first_token_seconds_sum", "m"] == pytest.approx(0.3)
     assert found["ollama_time_per_output_token_seconds_count", "m"] == 1
     assert found["ollama_time_per_output_token_seconds_sum", "m"] == pytest.approx(0.05)
+    # cumulative buckets, each bound inclusive: the first tokens came at 0.2 s and 0.1 s
+    buckets = {s.labels["le"]: s.value for family in text_string_to_metric_families(text)
+               for s in family.samples
+               if s.name == "ollama_time_to_first_token_seconds_bucket"}
+    assert (buckets["0.05"], buckets["0.1"], buckets["0.25"], buckets["+Inf"]) == (0, 1, 2, 2)
+    assert list(buckets) == [repr(b) for b in FIRST_TOKEN_BUCKETS_S] + ["+Inf"]

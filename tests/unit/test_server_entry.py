@@ -19,9 +19,12 @@ from pathlib import Path
 import pytest
 
 #: Imported by nothing the server needs before it answers: the CLI, and what only some
-#: requests use (``click`` still comes with uvicorn, whose package imports its own CLI).
+#: requests use (``click`` still comes with uvicorn, whose package imports its own CLI);
+#: metrics import their library at the first scrape, the Host guard psutil for a public IP.
 NOT_BEFORE_LISTEN = ("typer", "ollamactl.cli", "jinja2", "jsonschema", "llama_cpp",
-                     "ollamactl.runtime.store.registry")
+                     "ollamactl.runtime.store.registry", "pydantic", "prometheus_client",
+                     "pynvml", "psutil", "importlib.metadata",
+                     "ollamactl.runtime.prompting.template_worker")
 
 
 @pytest.fixture()
@@ -73,3 +76,31 @@ def test_serve_with_options_still_goes_through_the_command_line(taken_port: int,
                       taken_port, tmp_path)
     assert direct.returncode == 0 and "Usage: ollamactl serve" in direct.stdout
     assert (direct.stdout, direct.stderr) == (through_cli.stdout, through_cli.stderr)
+
+
+def test_nothing_only_some_requests_need_is_imported_until_the_server_listens(
+        tmp_path: Path) -> None:
+    """The whole start, app and lifespan included, to the moment uvicorn listens (its log
+    line and ``-X importtime``'s lines share stderr, in order)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OLLAMA_")}
+    env.update(OLLAMA_HOST=f"127.0.0.1:{port}", OLLAMA_MODELS=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-I", "-X", "importtime", "-m", "ollamactl",
+                             "serve"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        before: list[str] = []
+        for line in proc.stderr:
+            if "Uvicorn running on" in line:
+                break
+            before.append(line)
+        else:
+            pytest.fail("the server did not listen: " + "".join(before[-20:]))
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    modules = imported("".join(before))
+    assert {"uvicorn", "ollamactl.runtime.http.app", "ollamactl.runtime.http.metrics"} <= modules
+    assert sorted(m for m in modules if m.startswith(NOT_BEFORE_LISTEN)) == []

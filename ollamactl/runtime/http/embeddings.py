@@ -86,7 +86,7 @@ async def embed_texts(request: Request, model_name: str, inputs: Sequence[str], 
     finally:
         scheduler.release(lease)
     if (metrics := getattr(request.app.state, "metrics", None)) is not None:
-        metrics.prompt_tokens.labels(inference.model.name.display).inc(int(reply["prompt_n"]))
+        metrics.prompt_evaluated(inference.model.name.display, int(reply["prompt_n"]))
     return Embedded(reply["vectors"], int(reply["prompt_n"]), lease.load_ns,
                     time.perf_counter_ns() - started)
 
