@@ -44,3 +44,23 @@ def test_an_unused_spare_ends_with_the_server(tmp_path: Path) -> None:
         wait_for(lambda: spare_pids(server), timeout_s=30)
         (spare,) = spare_pids(server)
     assert not Path(f"/proc/{spare}").exists()
+
+
+def test_the_model_loads_while_the_prompt_renders_and_a_failed_render_frees_the_slot(
+        tmp_path: Path) -> None:
+    """A templated request starts its model's load before its prompt is rendered (Ollama
+    loads, then renders; here the two overlap): the load is logged before the render fails,
+    and the one slot the failed request took is free for the next."""
+    with serving(tmp_path, {"OLLAMA_NUM_PARALLEL": "1"}) as server:
+        broken = server.post("/api/generate", {"model": SMOLLM2, "prompt": "hi",
+                                               "template": "{{ .Prompt ", "stream": False})
+        assert broken.status_code == 400 and "template" in broken.json()["error"]
+        wait_for(lambda: "POST /api/generate status=400" in server.log.read_text())
+        lines = server.log.read_text().splitlines()
+        loading = next(i for i, line in enumerate(lines) if "msg=loading model=" in line)
+        refused = next(i for i, line in enumerate(lines)
+                       if "POST /api/generate status=400" in line)
+        assert loading < refused
+        fine = server.post("/api/generate", {"model": SMOLLM2, "prompt": "hi", "stream": False,
+                                             "options": {"num_predict": 2}}, timeout=60)
+        assert fine.status_code == 200 and fine.json()["done"] is True

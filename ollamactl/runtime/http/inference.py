@@ -137,6 +137,7 @@ class Inference:
             projector=projector_path(store_of(request), model),
             adapters=tuple(str(store_of(request).blob_path(digest))
                            for digest in model.adapter_digests))
+        self._acquiring: asyncio.Future[Lease] | None = None
 
     def model_ref(self) -> ModelRef:
         info = gguf.read_metadata(self.model.model_path)
@@ -157,6 +158,28 @@ class Inference:
             raise ApiError(500, str(exc)) from None
         except RunnerFailed as exc:
             raise ApiError(500, str(exc)) from None
+
+    async def rendered(self, render: Callable[[], Prompt]) -> Prompt:
+        """The prompt ``render`` makes, rendered while the slot is taken and the model loads
+        (Ollama too loads before it renders): the slot is kept for :meth:`run`; a render
+        that fails gives it back."""
+        self._acquiring = asyncio.ensure_future(self.acquire())
+        try:
+            return await _rendered(self.request, render)
+        except BaseException:
+            await self._abandon()
+            raise
+
+    async def _abandon(self) -> None:
+        """Give back the slot :meth:`rendered` started taking (cancelled if still waiting)."""
+        acquiring, self._acquiring = self._acquiring, None
+        if acquiring is None:
+            return
+        if not acquiring.done():
+            acquiring.cancel()
+            await asyncio.wait({acquiring})
+        if not acquiring.cancelled() and acquiring.exception() is None:
+            scheduler_of(self.request).release(acquiring.result())
 
     def sampling(self) -> dict[str, Any]:
         return {key: self.options[key] for key in SAMPLING_KEYS if key in self.options}
@@ -211,8 +234,13 @@ class Inference:
         :mod:`~ollamactl.runtime.prompting.grammar`); ``images`` (base64) are those the
         prompt's ``[img-N]`` tags name."""
         scheduler = scheduler_of(self.request)
-        grammar = await _compiled(grammar)
-        lease = await _while_connected(self.request, self.acquire())
+        try:
+            grammar = await _compiled(grammar)
+        except BaseException:
+            await self._abandon()
+            raise
+        acquiring, self._acquiring = self._acquiring, None
+        lease = await _while_connected(self.request, acquiring or self.acquire())
         events = lease.loaded.process.generate(
             segments, self.sampling(), context=context, want_context=want_context,
             grammar=grammar, shift=shift, truncate=truncate,
@@ -357,7 +385,7 @@ async def generate(request: Request) -> Response:
             suffix=req.suffix)
 
     # a raw prompt is taken as written: no template, so neither a worker nor a thread
-    prompt = render() if req.raw else await _rendered(request, render)
+    prompt = render() if req.raw else await inference.rendered(render)
     reply = ReplySplitter(_thinking_parser(inference.model, think, prompt), None)
     name = req.model
 
@@ -425,7 +453,7 @@ async def chat(request: Request) -> Response:
                                     template_has_tools="tools" in inference.model.capabilities)
     except InvalidTools as exc:
         raise ApiError(400, str(exc)) from None
-    prompt = await _rendered(request, lambda: render_chat(
+    prompt = await inference.rendered(lambda: render_chat(
         inference.model, messages, tools=[t.to_dict() for t in tools] or None,
         think=think.template_values()))
     if tools and grammar is None:
