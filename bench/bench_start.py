@@ -27,6 +27,9 @@ package instead (``git archive HEAD ollamactl | tar -x -C /tmp/before``), so a c
 measured before and after in the same run; runners and template workers still come from the
 installed package. Sides alternate in every round; figures are medians.
 
+``--chat`` sends ``/api/chat`` (the model's template rendered by a template worker) instead,
+and the peer ``/v1/chat/completions`` (its own rendering of the GGUF's template).
+
     .venv/bin/python bench/bench_start.py --rounds 7 --peer
 """
 
@@ -54,8 +57,9 @@ sys.path.insert(0, str(ROOT))
 from ollamactl.runtime.runner.config import physical_cores  # noqa: E402
 from tests.integration.server_process import SMOLLM2, free_port, make_store  # noqa: E402
 
-PROMPT = ("<|im_start|>user\nWrite a long story about a lighthouse keeper and a storm."
-          "<|im_end|>\n<|im_start|>assistant\n")
+STORY = "Write a long story about a lighthouse keeper and a storm."
+PROMPT = f"<|im_start|>user\n{STORY}<|im_end|>\n<|im_start|>assistant\n"
+GREEDY = {"temperature": 0, "repeat_penalty": 1.0}
 PHASES = ("imports", "listen", "version", "request", "runner_start", "load", "first_token",
           "total")
 # the service's own command line; --source runs a checkout's package under the same -I
@@ -90,16 +94,21 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 
             time.sleep(0.002)
 
 
-def first_token(url: str, tokens: int = 2) -> tuple[float, float]:
-    """(perf_counter() when the generate was sent, of its first streamed token)."""
-    body = {"model": SMOLLM2, "prompt": PROMPT, "raw": True, "stream": True,
-            "options": {"temperature": 0, "num_predict": tokens, "repeat_penalty": 1.0}}
+def first_token(url: str, tokens: int = 2, *, chat: bool = False) -> tuple[float, float]:
+    """(perf_counter() when the request was sent, of its first streamed token): a raw
+    generate, or with ``chat`` a chat the model's template renders."""
+    options = {**GREEDY, "num_predict": tokens}
+    route, body = ("/api/chat", {"model": SMOLLM2, "stream": True, "options": options,
+                                 "messages": [{"role": "user", "content": STORY}]}) if chat \
+        else ("/api/generate", {"model": SMOLLM2, "prompt": PROMPT, "raw": True, "stream": True,
+                                "options": options})
     sent = time.perf_counter()
-    with requests.post(f"{url}/api/generate", json=body, stream=True, timeout=300,
+    with requests.post(url + route, json=body, stream=True, timeout=300,
                        headers={"Connection": "close"}) as reply:
         reply.raise_for_status()
         for line in reply.iter_lines():
-            if json.loads(line).get("response"):
+            item = json.loads(line)
+            if item.get("response") or item.get("message", {}).get("content"):
                 return sent, time.perf_counter()
     raise RuntimeError("no token streamed")
 
@@ -134,7 +143,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def ours_start(models: Path, settings: Mapping[str, str], log: Path,
-               source: Path | None = None) -> dict[str, float]:
+               source: Path | None = None, *, chat: bool = False) -> dict[str, float]:
     """One cold start of our server, phase by phase (seconds)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -147,7 +156,7 @@ def ours_start(models: Path, settings: Mapping[str, str], log: Path,
         requests.get(f"{url}/api/version", timeout=30,
                      headers={"Connection": "close"}).raise_for_status()
         answered = time.perf_counter()
-        sent, first = first_token(url)
+        sent, first = first_token(url, chat=chat)
     finally:
         stop(proc)
     stamps = log_stamps(log.read_text(errors="replace"))
@@ -167,12 +176,16 @@ def ours_start(models: Path, settings: Mapping[str, str], log: Path,
     }
 
 
-def peer_start(argv_for_port: Callable[[int], list[str]]) -> dict[str, float]:
-    """One cold start of llama-server: process start to listening and to the first token."""
+def peer_start(argv_for_port: Callable[[int], list[str]], *,
+               chat: bool = False) -> dict[str, float]:
+    """One cold start of llama-server: process start to listening and to the first token
+    (``/completion``, or with ``chat`` ``/v1/chat/completions`` and its chat template)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    body = {"prompt": PROMPT, "n_predict": 2, "temperature": 0, "stream": True,
-            "repeat_penalty": 1.0}
+    route, body = ("/v1/chat/completions", {
+        "messages": [{"role": "user", "content": STORY}], "max_tokens": 2, "stream": True,
+        **GREEDY}) if chat else \
+        ("/completion", {"prompt": PROMPT, "n_predict": 2, "stream": True, **GREEDY})
     started = time.perf_counter()
     proc = subprocess.Popen(argv_for_port(port), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -180,11 +193,11 @@ def peer_start(argv_for_port: Callable[[int], list[str]]) -> dict[str, float]:
         listening = wait_listening(port, proc)
         while True:
             try:
-                with requests.post(f"{url}/completion", json=body, stream=True, timeout=300,
+                with requests.post(url + route, json=body, stream=True, timeout=300,
                                    headers={"Connection": "close"}) as reply:
                     reply.raise_for_status()
                     for line in reply.iter_lines():
-                        if line.startswith(b"data: ") and json.loads(line[6:]).get("content"):
+                        if line.startswith(b"data: ") and _peer_text(line[6:]):
                             return {"listen": listening - started,
                                     "total": time.perf_counter() - started}
                 raise RuntimeError("llama-server streamed no token")
@@ -194,6 +207,15 @@ def peer_start(argv_for_port: Callable[[int], list[str]]) -> dict[str, float]:
                 time.sleep(0.01)
     finally:
         stop(proc)
+
+
+def _peer_text(data: bytes) -> str:
+    """The text of one llama-server stream event (``/completion`` or the OpenAI chat)."""
+    if data.strip() == b"[DONE]":
+        return ""
+    event = json.loads(data)
+    choices = event.get("choices") or [{}]
+    return str(event.get("content") or (choices[0].get("delta") or {}).get("content") or "")
 
 
 def medians(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -232,6 +254,8 @@ def main() -> int:
     parser.add_argument("--parallel", type=int, default=4, help="slots (-np / NUM_PARALLEL)")
     parser.add_argument("--threads", type=int, default=physical_cores())
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "ollamactl-bench")
+    parser.add_argument("--chat", action="store_true",
+                        help="a chat through the model's template instead of a raw generate")
     args = parser.parse_args()
 
     sources: dict[str, Path | None] = {"ollamactl": None}
@@ -251,10 +275,11 @@ def main() -> int:
             for name in order:
                 if name == "llama-server":
                     assert binary is not None
-                    got = peer_start(lambda port: bench_peer.peer_argv(binary, port, args))
+                    got = peer_start(lambda port: bench_peer.peer_argv(binary, port, args),
+                                     chat=args.chat)
                 else:
                     got = ours_start(root / "models", settings, root / f"{name}.log",
-                                     sources[name])
+                                     sources[name], chat=args.chat)
                 sides[name].append(got)
                 print(f"round {round_no + 1} {name}: " + ", ".join(
                     f"{k} {1000 * v:.0f}" for k, v in got.items()), file=sys.stderr)
