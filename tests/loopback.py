@@ -9,6 +9,22 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+class VersionStub(BaseHTTPRequestHandler):
+    """Answers `/` and `/api/version` (its ``body``) like a server that was just started."""
+
+    body = b""
+
+    def do_GET(self) -> None:
+        body = {"/": b"Ollama is running", "/api/version": self.body}.get(self.path)
+        self.send_response(200 if body is not None else 404)
+        self.send_header("Content-Length", str(len(body or b"")))
+        self.end_headers()
+        self.wfile.write(body or b"")
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
 @contextlib.contextmanager
 def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
     """``handler`` on 127.0.0.1 at a free port, which it yields."""

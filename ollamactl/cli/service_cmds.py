@@ -39,7 +39,7 @@ def _context(ctx: typer.Context, root: Path | None, dry_run: bool, yes: bool,
 
 
 def _install(ctx: typer.Context, root: Path | None, dry_run: bool, yes: bool, force: bool,
-             self_contained: bool, as_json: bool, system: bool = False) -> None:
+             self_contained: bool, as_json: bool, system: bool | None = False) -> None:
     from ollamactl.install import InstallOptions
     from ollamactl.service.platforms import install
 
@@ -82,7 +82,7 @@ def update(ctx: typer.Context, root: Path | None = RootOption, dry_run: bool = D
     if for_host(context).load_manifest() is None:
         raise UsageError("nothing to update: ollamactl is not installed here",
                          hint="run `ollamactl install`")
-    _install(ctx, root, dry_run, yes, False, False, as_json)
+    _install(ctx, root, dry_run, yes, False, False, as_json, system=None)
 
 
 def uninstall(ctx: typer.Context, root: Path | None = RootOption, dry_run: bool = DryRunOption,

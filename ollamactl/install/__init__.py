@@ -35,7 +35,9 @@ class InstallOptions:
     force: bool = False              # replace a real Ollama's unit / ignore its binary
     self_contained: bool = False     # always build /opt/ollamactl
     wait_s: float = 120.0            # how long to wait for GET / after the start
-    system: bool = False             # macOS: a LaunchDaemon; Windows: a service; else per-user
+    #: macOS: a LaunchDaemon; Windows: a service; False: per user; None: the installed flavour
+    #: (``ollamactl update``)
+    system: bool | None = False
 
 
 @dataclass

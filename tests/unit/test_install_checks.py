@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from ollamactl.install import InstallOptions, InstallReport, models_dir, users
 from ollamactl.install.manifest import Manifest
 from ollamactl.service.platforms import for_host, install
 from ollamactl.system import RecordingRunner
-from tests.loopback import serving
+from tests.loopback import VersionStub, serving
 
 
 def test_manifest_round_trip_and_merge_keeps_first_origin() -> None:
@@ -98,22 +97,6 @@ def test_models_dir_problems_and_fixes(ctx: Context, recorder: RecordingRunner) 
     problem.apply()
     assert root_owned.stat().st_uid == 64001
     assert models_dir.check(ctx, "/srv/shared", account) == []
-
-
-class VersionStub(BaseHTTPRequestHandler):
-    """Answers `/` and `/api/version` like a server that was just started."""
-
-    body = b""
-
-    def do_GET(self) -> None:
-        body = {"/": b"Ollama is running", "/api/version": self.body}.get(self.path)
-        self.send_response(200 if body is not None else 404)
-        self.send_header("Content-Length", str(len(body or b"")))
-        self.end_headers()
-        self.wfile.write(body or b"")
-
-    def log_message(self, *args: object) -> None:
-        return
 
 
 @pytest.mark.parametrize(("answer", "shown", "noted"), [

@@ -16,6 +16,7 @@ from pathlib import Path, PureWindowsPath
 import psutil
 import pytest
 
+from ollamactl import __version__
 from ollamactl import host as hostmod
 from ollamactl.cli import main
 from ollamactl.context import Context
@@ -68,6 +69,7 @@ from ollamactl.service.winservice import (
 from ollamactl.system import RecordingRunner
 from tests import tree
 from tests.conftest import Cli
+from tests.loopback import VersionStub, serving
 from tests.platform_fakes import (
     FakeRegistry,
     FakeServiceControl,
@@ -316,13 +318,25 @@ def test_install_env_set_restart_uninstall_as_a_service(cli: Cli,
 
 def test_update_reconfigures_the_service_instead_of_creating_it(
         admin: HostFacts, account: WindowsAccount, registry: FakeRegistry,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, cli: Cli) -> None:
     fake = scm(registry)
     install(Context(host=admin, runner=fake), InstallOptions(system=True, wait_s=0))
     del fake.calls[:]
     monkeypatch.setattr(WindowsServiceManager, "poll_interval_s", 0.01)
-    report = install(Context(host=admin, runner=fake), InstallOptions(system=True, wait_s=0))
-    assert report.update
+    monkeypatch.setattr(hostmod, "detect", lambda root=Path("/"): admin)
+    monkeypatch.setattr("ollamactl.cli.common.SystemRunner", lambda: fake)
+    # `ollamactl update` names no flavour: the one installed (the service) is updated, and
+    # waits for the server it started (a stand-in on the port the service's settings name)
+    stub = type("Stub", (VersionStub,), {"body": json.dumps(
+        {"version": "0.33.0", "ollamactl": __version__}).encode()})
+    with serving(stub) as port:
+        registry.set_multi_string(HKLM, SERVICE_KEY, "Environment", [
+            *(registry.multi_string(HKLM, SERVICE_KEY, "Environment") or []),
+            f"OLLAMA_HOST=127.0.0.1:{port}"])
+        result = cli("update", "--yes", "--json")
+    assert result.code == 0, result.output
+    report = json.loads(result.output)
+    assert report["update"] and report["backend"] == "windows-service"
     assert [argv[:2] for argv in fake.argvs] == [
         ("sc.exe", "queryex"), ("sc.exe", "queryex"), ("sc.exe", "stop"), ("sc.exe", "query"),
         ("sc.exe", "query"), ("sc.exe", "config"), ("sc.exe", "description"),
