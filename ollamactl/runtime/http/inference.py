@@ -165,6 +165,7 @@ class Inference:
         that fails gives it back."""
         self._acquiring = asyncio.ensure_future(self.acquire())
         try:
+            await asyncio.sleep(0)   # the acquire runs to its first wait (a runner spawned)
             return await _rendered(self.request, render)
         except BaseException:
             await self._abandon()
