@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -163,13 +164,23 @@ class Inference:
         """The prompt ``render`` makes, rendered while the slot is taken and the model loads
         (Ollama too loads before it renders): the slot is kept for :meth:`run`; a render
         that fails gives it back."""
-        self._acquiring = asyncio.ensure_future(self.acquire())
         try:
-            await asyncio.sleep(0)   # the acquire runs to its first wait (a runner spawned)
+            await self._start_acquiring()
             return await _rendered(self.request, render)
         except BaseException:
             await self._abandon()
             raise
+
+    async def _start_acquiring(self) -> asyncio.Future[Lease]:
+        """Start taking the slot, once, and let it run to its first wait (a runner spawned,
+        when the model is not loaded). anyio loads its asyncio backend meanwhile (~12 ms of
+        imports the first time, which Starlette's streamed answer needs): while the model
+        loads, not after its first token."""
+        if self._acquiring is None:
+            self._acquiring = asyncio.ensure_future(self.acquire())
+            await asyncio.sleep(0)
+        await anyio.lowlevel.checkpoint()
+        return self._acquiring
 
     async def _abandon(self) -> None:
         """Give back the slot :meth:`rendered` started taking (cancelled if still waiting)."""
@@ -237,11 +248,12 @@ class Inference:
         scheduler = scheduler_of(self.request)
         try:
             grammar = await _compiled(grammar)
+            acquiring = await self._start_acquiring()
         except BaseException:
             await self._abandon()
             raise
-        acquiring, self._acquiring = self._acquiring, None
-        lease = await _while_connected(self.request, acquiring or self.acquire())
+        self._acquiring = None
+        lease = await _while_connected(self.request, acquiring)
         events = lease.loaded.process.generate(
             segments, self.sampling(), context=context, want_context=want_context,
             grammar=grammar, shift=shift, truncate=truncate,
