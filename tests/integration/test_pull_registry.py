@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -51,6 +52,8 @@ class FakeRegistry:
     uploads: dict[str, bytearray] = field(default_factory=dict)    # upload id -> bytes so far
     pushes: list[tuple[str, str]] = field(default_factory=list)   # (method, path) of uploads
     repo_blobs: set[tuple[str, str]] = field(default_factory=set)   # (namespace/model, digest)
+    slow: bool = False                         # send big blobs 64 KiB every 20 ms
+    aborted: threading.Event = field(default_factory=threading.Event)  # a reader left mid-blob
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +135,25 @@ def fake_registry(gguf_bytes: bytes) -> Iterator[FakeRegistry]:
                 return
             headers = {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"} \
                 if start else {}
+            if state.slow and len(data) > 1 << 20:
+                self._trickle(206 if start else 200, data[start:], headers)
+                return
             self._send(206 if start else 200, data[start:], headers)
+
+        def _trickle(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            try:
+                for at in range(0, len(body), 1 << 16):
+                    self.wfile.write(body[at:at + (1 << 16)])
+                    self.wfile.flush()
+                    time.sleep(0.02)
+            except (BrokenPipeError, ConnectionResetError):
+                state.aborted.set()
+                self.close_connection = True
 
         def _push_allowed(self) -> bool:
             state.pushes.append((self.command, self.path))
@@ -321,6 +342,35 @@ def test_api_pull_and_cli_pull_through_the_server(tmp_path: Path,
         assert "success" in cli.stderr + cli.stdout
         tags = requests.get(f"{url}/api/tags", timeout=10).json()["models"]
         assert [m["name"] for m in tags] == [f"{name}:latest"]
+
+
+def test_a_pull_whose_client_leaves_stops_and_resumes_later(tmp_path: Path,
+                                                           fake_registry: FakeRegistry,
+                                                           gguf_bytes: bytes) -> None:
+    """As Ollama's request context does: the download stops when the client hangs up (the
+    registry sees its reader leave), the partial blob stays, and the next pull resumes it."""
+    models = tmp_path / "models"
+    name = f"{fake_registry.url}/library/tiny"
+    fake_registry.slow = True
+    with running_server(models, {}, tmp_path / "server.log") as (url, _):
+        with requests.post(f"{url}/api/pull", json={"model": name, "insecure": True},
+                           stream=True, timeout=60) as reply:
+            for line in reply.iter_lines():
+                if line and json.loads(line).get("completed", 0) > 0:
+                    break               # bytes are flowing: hang up
+        assert fake_registry.aborted.wait(20), "the server kept downloading"
+        deadline = time.monotonic() + 10
+        while "POST /api/pull stopped: the client left" not in \
+                (tmp_path / "server.log").read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "POST /api/pull stopped: the client left" in (tmp_path / "server.log").read_text()
+        assert requests.get(f"{url}/api/tags", timeout=10).json()["models"] == []
+        fake_registry.slow = False
+        done = requests.post(f"{url}/api/pull", json={"model": name, "insecure": True,
+                                                      "stream": False}, timeout=120)
+        assert done.status_code == 200 and done.json() == {"status": "success"}
+    ranges = [r for p, r in fake_registry.requests if _digest(gguf_bytes) in p]
+    assert ranges[0] == "" and ranges[-1].startswith("bytes=") and int(ranges[-1][6:-1]) > 0
 
 
 def test_bad_digest_is_400_before_any_file_access(tmp_path: Path) -> None:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
@@ -29,7 +29,6 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from ollamactl.errors import OllamactlError
 from ollamactl.runtime.http.images import BadImage, check_base64, tag_content, tag_messages
 from ollamactl.runtime.http.requests import (
-    CLIENT_GONE,
     NDJSON,
     ApiError,
     ndjson_line,
@@ -38,6 +37,7 @@ from ollamactl.runtime.http.requests import (
     scheduler_of,
     store_of,
     thread_limiter,
+    while_connected,
 )
 from ollamactl.runtime.http.schemas import (
     BadRequest,
@@ -89,31 +89,6 @@ SAMPLING_KEYS = ("num_predict", "temperature", "top_k", "top_p", "min_p", "typic
                  "repeat_penalty", "repeat_last_n", "presence_penalty", "frequency_penalty",
                  "seed", "stop", "num_keep")
 
-R = TypeVar("R")
-
-
-async def _disconnected(request: Request) -> None:
-    """Return once the client has closed the connection (call after the body was read)."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
-async def _while_connected(request: Request, work: Awaitable[R]) -> R:
-    """``work``'s result, unless the client leaves first: then ``work`` is cancelled (its own
-    cleanup gives back what it held) and the request ends with 499. A client that gave up
-    while queued must not take a slot and run a generation nobody reads."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(request))
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-        if not task.done():
-            task.cancel()
-            await asyncio.wait({task})
-    if task.cancelled():
-        raise ApiError(CLIENT_GONE, "client closed the connection")
-    return task.result()
 
 
 class Inference:
@@ -253,14 +228,14 @@ class Inference:
             await self._abandon()
             raise
         self._acquiring = None
-        lease = await _while_connected(self.request, acquiring)
+        lease = await while_connected(self.request, acquiring)
         events = lease.loaded.process.generate(
             segments, self.sampling(), context=context, want_context=want_context,
             grammar=grammar, shift=shift, truncate=truncate,
             logprobs=logprobs is not None, top_logprobs=logprobs.top if logprobs else 0,
             images=images)
         try:
-            first = await _while_connected(self.request, anext(events))
+            first = await while_connected(self.request, anext(events))
             first_ns = None if isinstance(first, Finished) else time.perf_counter_ns()
         except RunnerFailed as exc:
             scheduler.release(lease)
@@ -280,7 +255,7 @@ class Inference:
                 return tokens, event
 
             try:
-                tokens, done = await _while_connected(self.request, collect())
+                tokens, done = await while_connected(self.request, collect())
             except RunnerFailed as exc:
                 raise ApiError(500, str(exc)) from None
             finally:

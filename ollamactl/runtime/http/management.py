@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import PurePosixPath
@@ -34,6 +35,7 @@ from ollamactl.runtime.http.requests import (
     scheduler_of,
     store_of,
     thread_limiter,
+    while_connected,
 )
 from ollamactl.runtime.http.schemas import CopyRequest, CreateRequest, ModelRequest, local_time
 from ollamactl.runtime.store import gguf
@@ -267,18 +269,26 @@ def _file_path_ok(name: str) -> bool:
         all(part not in (".", "..") for part in path.parts)
 
 
-async def stream_work(work: Callable[[LayerProgress], object], stream: bool | None
-                      ) -> Response:
+class WorkCancelled(Exception):
+    """The client of a create, pull or push left: raised from the work's next progress call."""
+
+
+async def stream_work(request: Request, work: Callable[[LayerProgress], object],
+                      stream: bool | None) -> Response:
     """Run ``work(progress)`` in the thread pool and answer with its progress as it happens:
     NDJSON frames (``status``, and ``digest``, ``total``, ``completed`` for byte counts), a
     failure as a last ``{"error": ...}`` line; with ``stream: false``, the last frame alone
-    (a failure is a 500 then)."""
+    (a failure is a 500 then). A client that leaves stops the work at its next progress call,
+    as Ollama's request context does (a pull keeps its partial blob, to resume)."""
     loop = asyncio.get_running_loop()
     updates: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
     last_sent: dict[str, float] = {}
+    cancelled = threading.Event()
 
     def progress(status: str, completed: int | None, total: int | None, *,
                  digest: str | None = None) -> None:
+        if cancelled.is_set():
+            raise WorkCancelled
         now = time.monotonic()
         step_ends = completed is None or completed == total
         if not step_ends and status in last_sent and \
@@ -297,6 +307,8 @@ async def stream_work(work: Callable[[LayerProgress], object], stream: bool | No
     def run() -> None:
         try:
             work(progress)
+        except WorkCancelled:
+            log.info("%s %s stopped: the client left", request.method, request.url.path)
         except OllamactlError as exc:
             loop.call_soon_threadsafe(updates.put_nowait, {"error": str(exc)})
         except Exception:   # Ollama's recoverCreatePanic: the stream still ends with a reason
@@ -313,16 +325,26 @@ async def stream_work(work: Callable[[LayerProgress], object], stream: bool | No
         await task
 
     if stream is False:
-        last: dict[str, Any] = {}
-        async for item in events():
-            last = item
+        async def last_frame() -> dict[str, Any]:
+            last: dict[str, Any] = {}
+            async for item in events():
+                last = item
+            return last
+
+        try:
+            last = await while_connected(request, last_frame())
+        finally:
+            cancelled.set()      # a no-op once the work is done
         if "error" in last:
             raise ApiError(500, str(last["error"]))
         return JSONResponse(last)
 
     async def body() -> AsyncIterator[bytes]:
-        async for item in events():
-            yield ndjson_line(item)
+        try:
+            async for item in events():
+                yield ndjson_line(item)
+        finally:             # the stream ended, or Starlette cancelled it: the client left
+            cancelled.set()
 
     return StreamingResponse(body(), media_type=NDJSON)
 
@@ -400,7 +422,7 @@ async def create(request: Request) -> Response:
             messages=[m.as_dict() for m in req.messages]
             if req.messages else None, license=license_texts, progress=progress)
 
-    return await stream_work(work, req.stream)
+    return await stream_work(request, work, req.stream)
 
 
 def _model_name(req: ModelRequest) -> str:
@@ -427,7 +449,7 @@ async def pull(request: Request) -> Response:
         else:
             registry.pull(store, name, insecure=req.insecure, progress=progress)
 
-    return await stream_work(work, req.stream)
+    return await stream_work(request, work, req.stream)
 
 
 async def push(request: Request) -> Response:
@@ -443,4 +465,4 @@ async def push(request: Request) -> Response:
     def work(progress: LayerProgress) -> None:
         pushing.push(store, name, insecure=req.insecure, progress=progress)
 
-    return await stream_work(work, req.stream)
+    return await stream_work(request, work, req.stream)

@@ -1,12 +1,15 @@
 """What every handler needs of a request: the app's store and scheduler, the JSON body (parsed
 into a schema or as-is), the model a name resolves to, its own thread limiters, and the
-:class:`ApiError` that becomes Ollama's ``{"error": "..."}`` answer.
+:class:`ApiError` that becomes Ollama's ``{"error": "..."}`` answer, and a wait that ends when the
+client leaves (:func:`while_connected`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import anyio
 from starlette.requests import Request
@@ -21,6 +24,8 @@ from ollamactl.runtime.store.names import InvalidModelName
 
 CLIENT_GONE = 499  # nginx's and Ollama's status for "client closed request" (logged only)
 NDJSON = "application/x-ndjson"
+
+R = TypeVar("R")
 
 
 class ApiError(Exception):
@@ -90,3 +95,27 @@ def thread_limiter(request: Request, name: str, size: int) -> anyio.CapacityLimi
         limiter = anyio.CapacityLimiter(size)
         setattr(request.app.state, name, limiter)
     return limiter
+
+
+async def _disconnected(request: Request) -> None:
+    """Return once the client has closed the connection (call after the body was read)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def while_connected(request: Request, work: Awaitable[R]) -> R:
+    """``work``'s result, unless the client leaves first: then ``work`` is cancelled (its own
+    cleanup gives back what it held) and the request ends with 499. A client that gave up
+    while queued must not take a slot and run a generation nobody reads."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+    if task.cancelled():
+        raise ApiError(CLIENT_GONE, "client closed the connection")
+    return task.result()

@@ -70,6 +70,9 @@ def quantize(source: Path, target: Path, wanted: str,
                 with contextlib.suppress(ValueError, KeyError, TypeError):
                     step = json.loads(line)
                     progress(int(step["done"]), int(step["of"]))
+        except BaseException:   # the progress callback stopped the work: so does the child
+            child.kill()
+            raise
         finally:
             stderr = child.stderr.read().decode(errors="replace")
             code = child.wait()
