@@ -112,6 +112,22 @@ def test_metrics_is_not_in_the_openapi_document(tmp_path: Path) -> None:
     assert "/api/generate" in document["paths"] and "/metrics" not in document["paths"]
 
 
+def test_generated_tokens_count_as_they_stream_and_the_end_adds_the_rest() -> None:
+    metrics = ServerMetrics(lambda: None)
+
+    def generated() -> float:
+        text = metrics.exposition().decode()
+        return next(s.value for family in text_string_to_metric_families(text)
+                    for s in family.samples if s.name == "ollama_generated_tokens_total")
+
+    for _ in range(3):
+        metrics.token_generated("m")
+    assert generated() == 3          # mid-generation: a live view sees them
+    metrics.sequence_done("m", prompt_tokens=2, generated_tokens=4, started_ns=0,
+                          first_token_ns=1, ended_ns=2, streamed=3)
+    assert generated() == 4          # the runner's count, once in all
+
+
 def test_token_timings_are_observed_once_per_sequence() -> None:
     metrics = ServerMetrics(lambda: None)
     ms = 1_000_000

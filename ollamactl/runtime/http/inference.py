@@ -114,6 +114,7 @@ class Inference:
             adapters=tuple(str(store_of(request).blob_path(digest))
                            for digest in model.adapter_digests))
         self._acquiring: asyncio.Future[Lease] | None = None
+        self.streamed = 0      # generated tokens counted as they came (see token_generated)
 
     def model_ref(self) -> ModelRef:
         info = gguf.read_metadata(self.model.model_path)
@@ -182,6 +183,13 @@ class Inference:
         }
         return {key: value for key, value in values.items() if value}
 
+    def token_generated(self) -> None:
+        """Count one generated token as it comes from the runner (when metrics are served)."""
+        self.streamed += 1
+        metrics: ServerMetrics | None = getattr(self.request.app.state, "metrics", None)
+        if metrics is not None:
+            metrics.token_generated(self.model.name.display)
+
     def count(self, done: Finished, first_token_ns: int | None) -> None:
         """Report a finished sequence to the app's metrics (when served): once per request."""
         metrics: ServerMetrics | None = getattr(self.request.app.state, "metrics", None)
@@ -189,7 +197,7 @@ class Inference:
             metrics.sequence_done(self.model.name.display, prompt_tokens=done.prompt_eval_count,
                                   generated_tokens=done.eval_count, started_ns=self.started_ns,
                                   first_token_ns=first_token_ns,
-                                  ended_ns=time.perf_counter_ns())
+                                  ended_ns=time.perf_counter_ns(), streamed=self.streamed)
 
     async def load_only(self, *, unload: bool, chat: bool) -> Response:
         """Empty prompt/messages: preload (``load``) or, with keep_alive 0, unload."""
@@ -251,6 +259,7 @@ class Inference:
                 event = first
                 while not isinstance(event, Finished):
                     tokens.append(event)
+                    self.token_generated()
                     event = await anext(events)
                 return tokens, event
 
@@ -283,6 +292,7 @@ class Inference:
                     if isinstance(event, Finished):
                         self.count(event, first_ns)
                         return
+                    self.token_generated()
                     event = await anext(events)
             except RunnerFailed as exc:
                 queue.put_nowait(exc)

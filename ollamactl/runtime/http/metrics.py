@@ -9,8 +9,9 @@ Imported only when OLLAMA_METRICS is on. The families:
   ``other`` too);
 - tokens: ``ollama_prompt_tokens_total{model}``, ``ollama_generated_tokens_total{model}``,
   ``ollama_time_to_first_token_seconds{model}`` and ``ollama_time_per_output_token_seconds
-  {model}``, observed once per finished sequence (never per token); embedding inputs count
-  as prompt tokens;
+  {model}``, observed once per finished sequence; generated tokens are counted as they
+  stream (one dict update each), the rest of a sequence's counts when it ends; embedding
+  inputs count as prompt tokens;
 - runners: ``ollama_runner_loads_total{model}``, ``ollama_runner_unloads_total{model,reason}``,
   ``ollama_runner_crashes_total{model,signal}``, reported by the scheduler
   (:class:`~ollamactl.runtime.scheduling.scheduler.SchedulerEvents`);
@@ -157,12 +158,19 @@ class ServerMetrics(SchedulerEvents):
         """Prompt tokens with no generation after them (embedding inputs)."""
         self.prompt_tokens.inc((model,), tokens)
 
+    def token_generated(self, model: str) -> None:
+        """One token as it streams from the runner: the generated-token count (and a live
+        view's tokens/s) moves while a long generation runs, not only when it ends."""
+        self.generated_tokens.inc((model,))
+
     def sequence_done(self, model: str, *, prompt_tokens: int, generated_tokens: int,
-                      started_ns: int, first_token_ns: int | None, ended_ns: int) -> None:
-        """One finished generation: token counts; time to first token (from ``started_ns``,
-        the request's arrival) and, with two tokens or more, the mean time per later token."""
+                      started_ns: int, first_token_ns: int | None, ended_ns: int,
+                      streamed: int = 0) -> None:
+        """One finished generation: token counts (``streamed`` of the generated ones were
+        counted as they came); time to first token (from ``started_ns``, the request's
+        arrival) and, with two tokens or more, the mean time per later token."""
         self.prompt_tokens.inc((model,), prompt_tokens)
-        self.generated_tokens.inc((model,), generated_tokens)
+        self.generated_tokens.inc((model,), max(0, generated_tokens - streamed))
         if first_token_ns is None or generated_tokens < 1:
             return
         self.first_token.observe((model,), (first_token_ns - started_ns) / 1e9)
