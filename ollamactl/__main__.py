@@ -1,5 +1,6 @@
-"""`python -m ollamactl` entry point: the command line, except that a bare ``serve`` (how every
-service manager starts the server) goes straight to the server, without the CLI's imports."""
+"""The entry point of ``python -m ollamactl`` and of the ``ollamactl`` console script: the
+command line, except that a bare ``serve`` (how every service manager starts the server, and
+how a user starts one in a terminal) goes straight to the server, without the CLI's imports."""
 
 import sys
 

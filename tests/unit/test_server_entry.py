@@ -57,6 +57,19 @@ def test_serve_imports_the_server_but_not_the_command_line(taken_port: int,
     assert proc.returncode == 1
 
 
+def test_the_console_script_serves_without_the_command_line(taken_port: int,
+                                                            tmp_path: Path) -> None:
+    """``ollamactl serve`` typed in a terminal takes the service's fast path too."""
+    script = Path(sys.executable).with_name("ollamactl")
+    proc = run(["-X", "importtime", str(script), "serve"], taken_port, tmp_path)
+    modules = imported(proc.stderr)
+    assert "ollamactl.runtime.http.app" in modules, proc.stderr[-2000:]
+    assert sorted(m for m in modules if m.startswith(NOT_BEFORE_LISTEN)) == []
+    assert proc.returncode == 1 and "cannot listen on" in proc.stderr
+    listing = run([str(script), "env", "list", "--json"], taken_port, tmp_path)
+    assert listing.returncode == 0 and "OLLAMA_HOST" in listing.stdout
+
+
 def test_serve_reports_errors_as_the_command_line_does(taken_port: int,
                                                        tmp_path: Path) -> None:
     direct = run(["-m", "ollamactl", "serve"], taken_port, tmp_path)
