@@ -85,7 +85,7 @@ async def embed_texts(request: Request, model_name: str, inputs: Sequence[str], 
         raise ApiError(400 if isinstance(exc, RunnerRefused) else 500, str(exc)) from None
     finally:
         scheduler.release(lease)
-    if (metrics := getattr(request.app.state, "metrics", None)) is not None:
+    if (metrics := inference.server_metrics) is not None:
         metrics.prompt_evaluated(inference.model.name.display, int(reply["prompt_n"]))
     return Embedded(reply["vectors"], int(reply["prompt_n"]), lease.load_ns,
                     time.perf_counter_ns() - started)

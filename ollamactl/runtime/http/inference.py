@@ -90,7 +90,6 @@ SAMPLING_KEYS = ("num_predict", "temperature", "top_k", "top_p", "min_p", "typic
                  "seed", "stop", "num_keep")
 
 
-
 class Inference:
     """Everything one generate/chat request needs once its body has been checked."""
 
@@ -114,6 +113,8 @@ class Inference:
             adapters=tuple(str(store_of(request).blob_path(digest))
                            for digest in model.adapter_digests))
         self._acquiring: asyncio.Future[Lease] | None = None
+        # the app's metrics when served: asked once here, not at every token
+        self.server_metrics: ServerMetrics | None = getattr(request.app.state, "metrics", None)
         self.streamed = 0      # generated tokens counted as they came (see token_generated)
 
     def model_ref(self) -> ModelRef:
@@ -186,14 +187,12 @@ class Inference:
     def token_generated(self) -> None:
         """Count one generated token as it comes from the runner (when metrics are served)."""
         self.streamed += 1
-        metrics: ServerMetrics | None = getattr(self.request.app.state, "metrics", None)
-        if metrics is not None:
-            metrics.token_generated(self.model.name.display)
+        if self.server_metrics is not None:
+            self.server_metrics.token_generated(self.model.name.display)
 
     def count(self, done: Finished, first_token_ns: int | None) -> None:
         """Report a finished sequence to the app's metrics (when served): once per request."""
-        metrics: ServerMetrics | None = getattr(self.request.app.state, "metrics", None)
-        if metrics is not None:
+        if (metrics := self.server_metrics) is not None:
             metrics.sequence_done(self.model.name.display, prompt_tokens=done.prompt_eval_count,
                                   generated_tokens=done.eval_count, started_ns=self.started_ns,
                                   first_token_ns=first_token_ns,
