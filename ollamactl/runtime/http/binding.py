@@ -41,6 +41,13 @@ def _fields(cls: type) -> dict[str, _Field]:
             for f in dataclasses.fields(cls)}
 
 
+@functools.cache
+def _folded_keys(cls: type) -> dict[str, str]:
+    """The JSON keys by their case-folded form (the first declared wins a tie), as Go
+    matches a key that matches no field exactly."""
+    return {key.casefold(): key for key in reversed(_fields(cls))}
+
+
 def bind(kind: type[T] | Any, data: Any) -> T:
     """``data`` (from ``json.loads``) as ``kind``: a request dataclass, or a field type such
     as ``list[str]`` for a value Ollama unmarshals again (a create's ``license``).
@@ -52,8 +59,7 @@ def bind(kind: type[T] | Any, data: Any) -> T:
 
 
 def _struct(cls: type, data: dict[str, Any], path: tuple[str, ...]) -> Any:
-    fields = _fields(cls)
-    folded = {key.casefold(): key for key in reversed(fields)}
+    fields, folded = _fields(cls), _folded_keys(cls)
     values: dict[str, Any] = {}
     for key, value in data.items():
         name = key if key in fields else folded.get(key.casefold())
