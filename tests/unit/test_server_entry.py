@@ -35,11 +35,16 @@ def taken_port() -> Iterator[int]:
         yield int(sock.getsockname()[1])
 
 
-def run(argv: list[str], port: int, models: Path) -> subprocess.CompletedProcess[str]:
+def server_env(port: int, models: Path) -> dict[str, str]:
+    """This environment without OLLAMA_*, the server on 127.0.0.1:``port`` with ``models``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OLLAMA_")}
     env.update(OLLAMA_HOST=f"127.0.0.1:{port}", OLLAMA_MODELS=str(models))
+    return env
+
+
+def run(argv: list[str], port: int, models: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-I", *argv], capture_output=True, text=True,
-                          env=env, timeout=60, check=False)
+                          env=server_env(port, models), timeout=60, check=False)
 
 
 def imported(stderr: str) -> set[str]:
@@ -98,10 +103,9 @@ def test_nothing_only_some_requests_need_is_imported_until_the_server_listens(
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OLLAMA_")}
-    env.update(OLLAMA_HOST=f"127.0.0.1:{port}", OLLAMA_MODELS=str(tmp_path))
     proc = subprocess.Popen([sys.executable, "-I", "-X", "importtime", "-m", "ollamactl",
-                             "serve"], env=env, stderr=subprocess.PIPE, text=True)
+                             "serve"], env=server_env(port, tmp_path), stderr=subprocess.PIPE,
+                            text=True)
     try:
         assert proc.stderr is not None
         before: list[str] = []
