@@ -27,7 +27,7 @@ from ollamactl.runtime.store.blobs import DigestMismatch
 from ollamactl.runtime.store.manifests import Store
 from ollamactl.runtime.store.models import MEDIA_MODEL
 from tests.gguf_builder import tiny_model
-from tests.integration.server_process import running_server, smollm2_gguf
+from tests.integration.server_process import running_server, smollm2_gguf, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -359,11 +359,8 @@ def test_a_pull_whose_client_leaves_stops_and_resumes_later(tmp_path: Path,
                 if line and json.loads(line).get("completed", 0) > 0:
                     break               # bytes are flowing: hang up
         assert fake_registry.aborted.wait(20), "the server kept downloading"
-        deadline = time.monotonic() + 10
-        while "POST /api/pull stopped: the client left" not in \
-                (tmp_path / "server.log").read_text() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert "POST /api/pull stopped: the client left" in (tmp_path / "server.log").read_text()
+        wait_for(lambda: "POST /api/pull stopped: the client left" in
+                 (tmp_path / "server.log").read_text(), timeout_s=10)
         assert requests.get(f"{url}/api/tags", timeout=10).json()["models"] == []
         fake_registry.slow = False
         done = requests.post(f"{url}/api/pull", json={"model": name, "insecure": True,
